@@ -259,21 +259,24 @@ mod tests {
 
     #[test]
     fn identity_storage_accepted() {
-        let s = settings(&[(STORAGE_ACCOUNT_NAME, "acct"), (STORAGE_CREDENTIAL, "managedidentity")])
-            .unwrap();
+        let s = settings(&[
+            (STORAGE_ACCOUNT_NAME, "acct"),
+            (STORAGE_CREDENTIAL, "managedidentity"),
+        ])
+        .unwrap();
         assert!(matches!(s.storage, StorageSettings::Identity { .. }));
     }
 
     #[test]
     fn bad_prefix_is_rejected() {
-        let err = settings(&[(STORAGE_CONNECTION, "x"), (STORAGE_PREFIX, "Bad-Prefix")]).unwrap_err();
+        let err =
+            settings(&[(STORAGE_CONNECTION, "x"), (STORAGE_PREFIX, "Bad-Prefix")]).unwrap_err();
         assert_eq!(err.name, STORAGE_PREFIX);
     }
 
     #[test]
     fn out_of_range_number_is_rejected() {
-        let err =
-            settings(&[(STORAGE_CONNECTION, "x"), (TASK_TIME_BUDGET, "0")]).unwrap_err();
+        let err = settings(&[(STORAGE_CONNECTION, "x"), (TASK_TIME_BUDGET, "0")]).unwrap_err();
         assert_eq!(err.name, TASK_TIME_BUDGET);
         assert!(err.reason.contains("from 1 to 3600"));
     }

@@ -7,7 +7,11 @@ use vcore_migrate::config::{self, Settings};
 use vcore_migrate::runtime::serve::{build_engine, serve_functions, Standalone};
 
 #[derive(Parser)]
-#[command(name = "vcore-migrate", version, about = "Migrates MongoDB collections to Azure Cosmos DB for MongoDB (vCore)")]
+#[command(
+    name = "vcore-migrate",
+    version,
+    about = "Migrates MongoDB collections to Azure Cosmos DB for MongoDB (vCore)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Mode,
@@ -54,10 +58,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mongodb=warn,tower_http=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,mongodb=warn,tower_http=warn")
+    });
     let json = std::env::var(config::LOG_FORMAT).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -71,7 +78,9 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             signal.recv().await;
         }
     };

@@ -54,7 +54,10 @@ async fn unknown_job_message_is_dropped() {
     let (status, body) = invoke(&base, "copy-task", &envelope).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["Outputs"].is_object());
-    assert!(body["Logs"][0].as_str().unwrap().contains("dropped"), "{body}");
+    assert!(
+        body["Logs"][0].as_str().unwrap().contains("dropped"),
+        "{body}"
+    );
     assert!(body.get("ReturnValue").is_some());
     h.stop().await;
 }
@@ -66,7 +69,13 @@ async fn malformed_message_fails_invocation() {
     let envelope = json!({ "Data": { "msg": "{\"jobId\": 5}" }, "Metadata": { "Id": "x", "DequeueCount": 1 } });
     let (status, body) = invoke(&base, "copy-task", &envelope).await;
     assert_eq!(status, 500, "{body}");
-    assert!(body["Logs"][0].as_str().unwrap().contains("not a valid copy task"), "{body}");
+    assert!(
+        body["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("not a valid copy task"),
+        "{body}"
+    );
     let (status, _) = invoke(&base, "no-such-function", &envelope).await;
     assert_eq!(status, 404);
     h.stop().await;
@@ -84,9 +93,14 @@ async fn job_runs_through_envelopes() {
     }
     let base = start_handler(&h).await;
     h.base_url = base.clone();
-    h.insert_source("mig", "env", (0..500).map(|i| doc! { "_id": i }).collect()).await;
+    h.insert_source("mig", "env", (0..500).map(|i| doc! { "_id": i }).collect())
+        .await;
 
-    let request = h.job_request("envelopes", &[("mig", "env")], json!({ "chunkDocuments": 100 }));
+    let request = h.job_request(
+        "envelopes",
+        &[("mig", "env")],
+        json!({ "chunkDocuments": 100 }),
+    );
     // The API is on the handler too (request forwarding).
     let response = reqwest::Client::new()
         .post(format!("{base}/api/jobs"))
@@ -110,7 +124,11 @@ async fn job_runs_through_envelopes() {
                 } else {
                     Value::String(message.text.clone())
                 };
-                let count = if double { json!(format!("\"{}\"", message.dequeue_count)) } else { json!(message.dequeue_count) };
+                let count = if double {
+                    json!(format!("\"{}\"", message.dequeue_count))
+                } else {
+                    json!(message.dequeue_count)
+                };
                 let envelope = json!({
                     "Data": { "msg": text },
                     "Metadata": { "Id": message.id, "DequeueCount": count }
@@ -121,7 +139,12 @@ async fn job_runs_through_envelopes() {
                 delivered += 1;
             }
         }
-        let (_, scheduler) = invoke(&base, "scheduler", &json!({ "Data": { "timer": { "IsPastDue": false } }, "Metadata": {} })).await;
+        let (_, scheduler) = invoke(
+            &base,
+            "scheduler",
+            &json!({ "Data": { "timer": { "IsPastDue": false } }, "Metadata": {} }),
+        )
+        .await;
         assert!(scheduler["Logs"].is_array());
         let (_, job) = h.get(&format!("/api/jobs/{id}")).await;
         if job["state"] == "completed" {

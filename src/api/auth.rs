@@ -7,7 +7,11 @@ use crate::runtime::engine::Engine;
 
 /// Checks the standalone API key in `x-api-key` (or `x-functions-key`, so clients written for the
 /// Functions deployment work unchanged). The health route stays open for probes.
-pub async fn require_api_key(State(engine): State<Engine>, request: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(engine): State<Engine>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.uri().path() == "/api/health" || engine.settings.api_key_disabled {
         return next.run(request).await;
     }

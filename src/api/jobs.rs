@@ -23,7 +23,9 @@ pub async fn root() -> impl IntoResponse {
 /// `GET /api/health`.
 pub async fn health(State(engine): State<Engine>) -> Response {
     match engine.store.jobs().await {
-        Ok(_) => Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response(),
+        Ok(_) => {
+            Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "health check could not read table storage");
             (
@@ -75,7 +77,11 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
         reference
             .resolve_setting(|name| std::env::var(name).ok())
             .map_err(|e| {
-                let code = if field == "source" { "invalidSource" } else { "invalidTarget" };
+                let code = if field == "source" {
+                    "invalidSource"
+                } else {
+                    "invalidTarget"
+                };
                 ApiError::bad_request(code, format!("{field}: {e}"))
             })?;
     }
@@ -136,7 +142,7 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
 /// `GET /api/jobs`.
 pub async fn list_jobs(State(engine): State<Engine>) -> Result<Response, ApiError> {
     let mut jobs = engine.store.jobs().await?;
-    jobs.sort_by(|a, b| b.value.created_at.cmp(&a.value.created_at));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.value.created_at));
     let mut rows = Vec::with_capacity(jobs.len());
     for job in jobs {
         let collections = engine.store.collections(&job.value.id).await?;
@@ -155,11 +161,9 @@ pub async fn get_job(
 }
 
 async fn load_detail(engine: &Engine, id: &str) -> Result<super::view::JobDetail, ApiError> {
-    let job = engine
-        .store
-        .job(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no job has id {id}; list jobs with GET /api/jobs")))?;
+    let job = engine.store.job(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no job has id {id}; list jobs with GET /api/jobs"))
+    })?;
     let collections = engine.store.collections(id).await?;
     let chunks = engine.store.chunks_of_job(id).await?;
     Ok(job_detail(&job.value, &collections, &chunks))
@@ -177,11 +181,9 @@ pub async fn run_command(
     })?;
 
     loop {
-        let mut job = engine
-            .store
-            .job(&id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no job has id {id}; list jobs with GET /api/jobs")))?;
+        let mut job = engine.store.job(&id).await?.ok_or_else(|| {
+            ApiError::not_found(format!("no job has id {id}; list jobs with GET /api/jobs"))
+        })?;
         let before = job.value.state;
         let next = transition(job.value.lifecycle(), command).map_err(|rejection| {
             let allowed: Vec<&str> = crate::jobs::allowed_commands(job.value.lifecycle())
@@ -197,7 +199,11 @@ pub async fn run_command(
                     job.value.name,
                     rejection.reason,
                     before.as_str(),
-                    if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
                 ),
             )
             .with_details(json!({ "state": before, "allowedCommands": allowed }))

@@ -75,13 +75,23 @@ pub fn collection_view(
 ) -> CollectionView {
     let copied: u64 = chunks.iter().map(|c| c.documents_copied).sum();
     let bytes: u64 = chunks.iter().map(|c| c.bytes_copied).sum();
-    let completed = chunks.iter().filter(|c| c.state == ChunkState::Done).count() as u32;
-    let failed: Vec<&&ChunkRecord> = chunks.iter().filter(|c| c.state == ChunkState::Failed).collect();
+    let completed = chunks
+        .iter()
+        .filter(|c| c.state == ChunkState::Done)
+        .count() as u32;
+    let failed: Vec<&&ChunkRecord> = chunks
+        .iter()
+        .filter(|c| c.state == ChunkState::Failed)
+        .collect();
     let last_error = collection.last_error.clone().or_else(|| {
         chunks
             .iter()
             .filter(|c| c.state != ChunkState::Done)
-            .filter_map(|c| c.last_error.as_ref().map(|e| format!("chunk {}: {e}", c.index)))
+            .filter_map(|c| {
+                c.last_error
+                    .as_ref()
+                    .map(|e| format!("chunk {}: {e}", c.index))
+            })
             .next_back()
     });
     let finished = collection.planned && chunks.iter().all(|c| c.state == ChunkState::Done);

@@ -28,7 +28,9 @@ pub fn encode_document(document: &Document) -> String {
 }
 
 pub fn decode_document(text: &str) -> Option<Document> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
     Document::from_reader(bytes.as_slice()).ok()
 }
 

@@ -69,9 +69,16 @@ async fn plan_job(
             continue;
         }
         let namespace = collection.value.source.to_string();
-        match plan_collection(engine, &source, &target, &job.value.request, collection, deadline)
-            .instrument(tracing::info_span!("collection", collection = %namespace))
-            .await?
+        match plan_collection(
+            engine,
+            &source,
+            &target,
+            &job.value.request,
+            collection,
+            deadline,
+        )
+        .instrument(tracing::info_span!("collection", collection = %namespace))
+        .await?
         {
             PlanStep::Done => {}
             PlanStep::OutOfTime => {
@@ -112,7 +119,13 @@ async fn plan_collection(
             .list_collection_names()
             .filter(doc! { "name": &src.collection })
             .await
-            .map_err(|e| CopyError::Copy(format!("listing collections of {}: {e}", src.database)))?;
+            .map_err(|e| {
+                CopyError::Copy(format!(
+                    "listing collections of {} failed: {}",
+                    src.database,
+                    crate::mongo::describe(&e)
+                ))
+            })?;
         if exists.is_empty() {
             let reason = format!(
                 "source collection {src} does not exist; check the database and collection names"
@@ -202,7 +215,9 @@ async fn plan_collection(
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Writes a closed chunk's row, then moves the collection's checkpoint past it. A replay after a
@@ -230,7 +245,10 @@ async fn store_chunk(
         started_at: None,
         finished_at: None,
     };
-    engine.store.insert_chunks(std::slice::from_ref(&record)).await?;
+    engine
+        .store
+        .insert_chunks(std::slice::from_ref(&record))
+        .await?;
     collection.value.chunks_total += 1;
     if let Some(upper) = chunk.range.upper {
         collection.value.plan_checkpoint = Some(
@@ -254,7 +272,13 @@ fn next_bracket_cursor(bracket: super::range::TypeBracket) -> Option<String> {
     super::range::TypeBracket::ALL
         .into_iter()
         .find(|b| *b > bracket)
-        .map(|b| PlanCursor { bracket: b, lower: None }.encode())
+        .map(|b| {
+            PlanCursor {
+                bracket: b,
+                lower: None,
+            }
+            .encode()
+        })
 }
 
 async fn estimate(client: &Client, database: &str, collection: &str) -> (u64, u64) {
@@ -269,7 +293,7 @@ async fn estimate(client: &Client, database: &str, collection: &str) -> (u64, u6
             (count, size)
         }
         Err(e) => {
-            warn!(error = %e, "collStats failed; estimating the count only");
+            warn!(error = %crate::mongo::describe(&e), "collStats failed; estimating the count only");
             let count = client
                 .database(database)
                 .collection::<Document>(collection)
@@ -296,13 +320,18 @@ async fn ensure_target_collection(
     database: &str,
     collection: &str,
 ) -> Result<(), CopyError> {
-    match target.database(database).create_collection(collection).await {
+    match target
+        .database(database)
+        .create_collection(collection)
+        .await
+    {
         Ok(()) => Ok(()),
         Err(e) => match e.kind.as_ref() {
             // 48 NamespaceExists: the collection is already there.
             mongodb::error::ErrorKind::Command(c) if c.code == 48 => Ok(()),
             _ => Err(CopyError::Copy(format!(
-                "creating target collection {database}.{collection} failed: {e}"
+                "creating target collection {database}.{collection} failed: {}",
+                crate::mongo::describe(&e)
             ))),
         },
     }
@@ -348,12 +377,22 @@ async fn claim_planning(
             warn!("job not found; dropping the plan message");
             return Ok(None);
         };
-        if !matches!(job.value.state, JobState::Queued | JobState::Planning | JobState::Copying) {
-            info!(state = job.value.state.as_str(), "job is not planning; dropping the plan message");
+        if !matches!(
+            job.value.state,
+            JobState::Queued | JobState::Planning | JobState::Copying
+        ) {
+            info!(
+                state = job.value.state.as_str(),
+                "job is not planning; dropping the plan message"
+            );
             return Ok(None);
         }
         let now = Utc::now();
-        let held_by_other = job.value.plan_owner.as_deref().is_some_and(|o| o != message.id)
+        let held_by_other = job
+            .value
+            .plan_owner
+            .as_deref()
+            .is_some_and(|o| o != message.id)
             && job.value.plan_lease_until.is_some_and(|t| t > now);
         if held_by_other {
             info!("another plan task is running; dropping the duplicate message");

@@ -49,6 +49,8 @@ impl PlanCursor {
 
     /// The query for every `_id` from the open chunk's start to the end of the collection.
     fn filter(&self) -> Document {
+        // The open chunk's own filter covers its bracket from `lower` (NaN included when it is
+        // the first number chunk); `$type` clauses add every later bracket.
         let open = ChunkRange {
             bracket: self.bracket,
             lower: self.lower.clone(),
@@ -87,14 +89,28 @@ impl Splitter {
         let bracket = TypeBracket::of(id);
         match self.open.take() {
             None => {
-                self.open = Some((PlanCursor { bracket, lower: None }, 1));
+                self.open = Some((
+                    PlanCursor {
+                        bracket,
+                        lower: None,
+                    },
+                    1,
+                ));
                 None
             }
             Some((cursor, count)) if cursor.bracket != bracket => {
-                self.open = Some((PlanCursor { bracket, lower: None }, 1));
+                self.open = Some((
+                    PlanCursor {
+                        bracket,
+                        lower: None,
+                    },
+                    1,
+                ));
                 Some(close(cursor, None, count))
             }
-            Some((cursor, count)) if count >= self.chunk_documents && !bracket.is_single_valued() => {
+            Some((cursor, count))
+                if count >= self.chunk_documents && !bracket.is_single_valued() =>
+            {
                 let next = PlanCursor {
                     bracket,
                     lower: Some(id.clone()),

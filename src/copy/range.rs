@@ -3,7 +3,7 @@
 //! MongoDB's range operators are type-bracketed: `{$gte: 5}` matches numbers only, never a string.
 //! A chunk therefore never spans two brackets. Each chunk's filter also carries a `$type` clause
 //! for its bracket, so the first chunk of a bracket needs no lower bound (values below the smallest
-//! one seen at planning time, NaN included, still fall into it) and the last needs no upper bound.
+//! one seen at planning time still fall into it) and the last needs no upper bound.
 
 use bson::{doc, Bson, Document};
 use serde::{Deserialize, Serialize};
@@ -135,26 +135,39 @@ impl ChunkRange {
 
     /// The filter that reads this range, continuing after `after` (the last `_id` the target
     /// acknowledged) when given.
+    ///
+    /// NaN needs care: it sorts below every other number, but range operators never match it
+    /// (only `$gte`/`$lte` NaN do). It is therefore never a chunk bound; the first chunk of the
+    /// number bracket adds it by equality, and a checkpoint at NaN continues with
+    /// `$gte: -Infinity`, which matches every other number.
     pub fn filter(&self, after: Option<&Bson>) -> Document {
         let mut id = doc! { "$type": self.bracket.type_clause() };
-        if !self.bracket.is_single_valued() {
-            // `$gt: NaN` matches nothing, so a checkpoint at NaN restarts the range instead;
-            // the re-inserted documents are duplicates the writer already tolerates.
-            match after.filter(|v| !is_nan(v)) {
-                Some(last) => {
-                    id.insert("$gt", last.clone());
-                }
-                None => {
-                    if let Some(lower) = &self.lower {
-                        id.insert("$gte", lower.clone());
-                    }
-                }
-            }
-            if let Some(upper) = &self.upper {
-                id.insert("$lt", upper.clone());
-            }
+        if self.bracket.is_single_valued() {
+            return doc! { "_id": id };
         }
-        doc! { "_id": id }
+        let mut with_nan = false;
+        match after {
+            Some(last) if is_nan(last) => {
+                id.insert("$gte", Bson::Double(f64::NEG_INFINITY));
+            }
+            Some(last) => {
+                id.insert("$gt", last.clone());
+            }
+            None => match &self.lower {
+                Some(lower) => {
+                    id.insert("$gte", lower.clone());
+                }
+                None => with_nan = self.bracket == TypeBracket::Number,
+            },
+        }
+        if let Some(upper) = &self.upper {
+            id.insert("$lt", upper.clone());
+        }
+        if with_nan {
+            doc! { "$or": [ { "_id": id }, { "_id": f64::NAN } ] }
+        } else {
+            doc! { "_id": id }
+        }
     }
 
     /// Serializes the range for a Table property.
@@ -212,7 +225,10 @@ mod tests {
         for v in [Bson::Int32(1), Bson::Int64(1), Bson::Double(1.0)] {
             assert_eq!(TypeBracket::of(&v), TypeBracket::Number);
         }
-        assert_eq!(TypeBracket::of(&Bson::Symbol("a".into())), TypeBracket::String);
+        assert_eq!(
+            TypeBracket::of(&Bson::Symbol("a".into())),
+            TypeBracket::String
+        );
     }
 
     #[test]
@@ -244,11 +260,30 @@ mod tests {
     }
 
     #[test]
-    fn nan_checkpoint_restarts_range() {
+    fn nan_checkpoint_continues_above_nan() {
         let range = ChunkRange::whole(TypeBracket::Number);
         let filter = range.filter(Some(&Bson::Double(f64::NAN)));
         let id = filter.get_document("_id").unwrap();
         assert!(id.get("$gt").is_none());
+        assert_eq!(id.get("$gte"), Some(&Bson::Double(f64::NEG_INFINITY)));
+    }
+
+    #[test]
+    fn first_number_chunk_includes_nan() {
+        let range = ChunkRange {
+            bracket: TypeBracket::Number,
+            lower: None,
+            upper: Some(Bson::Int32(10)),
+        };
+        let filter = range.filter(None);
+        let branches = filter.get_array("$or").unwrap();
+        assert_eq!(branches.len(), 2);
+        let later = ChunkRange {
+            bracket: TypeBracket::Number,
+            lower: Some(Bson::Int32(10)),
+            upper: None,
+        };
+        assert!(later.filter(None).get_array("$or").is_err());
     }
 
     #[test]

@@ -120,7 +120,9 @@ fn take_batch(
     throttled: &mut u32,
 ) -> Result<Batch, ReadError> {
     let taken = std::mem::take(docs);
-    let last = taken.last().ok_or_else(|| ReadError("empty batch".into()))?;
+    let last = taken
+        .last()
+        .ok_or_else(|| ReadError("empty batch".into()))?;
     let last_id = match last.get("_id") {
         Ok(Some(value)) => Bson::try_from(value.to_raw_bson())
             .map_err(|e| ReadError(format!("unreadable _id: {e}")))?,
@@ -145,16 +147,22 @@ async fn wait_or_fail(
     match classify(error) {
         ErrorClass::Throttled(delay) => {
             *throttled += 1;
-            warn!(delay_ms = delay.as_millis() as u64, "source throttled a read; retrying");
+            warn!(
+                delay_ms = delay.as_millis() as u64,
+                "source throttled a read; retrying"
+            );
             tokio::time::sleep(delay).await;
             Ok(())
         }
         ErrorClass::Transient if *attempts < MAX_TRANSIENT_ATTEMPTS => {
             *attempts += 1;
-            warn!(attempt = *attempts, error = %error, "source read failed; retrying");
+            warn!(attempt = *attempts, error = %crate::mongo::describe(error), "source read failed; retrying");
             tokio::time::sleep(backoff(*attempts).min(Duration::from_secs(10))).await;
             Ok(())
         }
-        _ => Err(ReadError(format!("reading the source failed: {error}"))),
+        _ => Err(ReadError(format!(
+            "reading the source failed: {}",
+            crate::mongo::describe(error)
+        ))),
     }
 }

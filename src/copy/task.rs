@@ -36,7 +36,7 @@ pub enum CopyError {
 
 impl From<mongodb::error::Error> for CopyError {
     fn from(e: mongodb::error::Error) -> Self {
-        CopyError::Copy(crate::secrets::redact_connection_string(&e.to_string()))
+        CopyError::Copy(crate::mongo::describe(&e))
     }
 }
 
@@ -80,7 +80,11 @@ async fn copy_chunk(
     let Some(job) = engine.store.job(&task.job_id).await? else {
         return Ok(TaskOutcome::Dropped);
     };
-    let Some(collection) = engine.store.collection(&task.job_id, task.collection).await? else {
+    let Some(collection) = engine
+        .store
+        .collection(&task.job_id, task.collection)
+        .await?
+    else {
         return Err(CopyError::Copy(format!(
             "collection {} of job {} is missing from the state tables",
             task.collection, task.job_id
@@ -120,7 +124,10 @@ async fn copy_chunk(
     let mut throttled = 0u32;
     let mut copied = 0u64;
 
-    info!(resumed = chunk.value.checkpoint.is_some(), "copy task started");
+    info!(
+        resumed = chunk.value.checkpoint.is_some(),
+        "copy task started"
+    );
     loop {
         let Some(batch) = batches.recv().await else {
             break;
@@ -199,7 +206,10 @@ async fn claim(
             && chunk.value.lease_until.is_some_and(|t| t > now);
 
         if matches!(state, ChunkState::Done | ChunkState::Failed) || owned_by_other_live {
-            info!(state = state.as_str(), "chunk is finished or held by another task; dropping the duplicate message");
+            info!(
+                state = state.as_str(),
+                "chunk is finished or held by another task; dropping the duplicate message"
+            );
             return Ok(None);
         }
         if !copying {
@@ -277,7 +287,10 @@ async fn continue_later(
         .await
         .map_err(EngineError::from)?;
     adapt_concurrency(engine, &chunk.value.job_id, throttled).await?;
-    info!(documents = chunk.value.documents_copied, "time budget used; the chunk continues in a new task");
+    info!(
+        documents = chunk.value.documents_copied,
+        "time budget used; the chunk continues in a new task"
+    );
     Ok(TaskOutcome::Continued)
 }
 
@@ -289,7 +302,10 @@ async fn stop_for_job_state(
     chunk.value.owner = None;
     chunk.value.lease_until = None;
     save(engine, chunk).await?;
-    info!(documents = chunk.value.documents_copied, "job paused or cancelled; chunk stopped at its checkpoint");
+    info!(
+        documents = chunk.value.documents_copied,
+        "job paused or cancelled; chunk stopped at its checkpoint"
+    );
     engine.advance_job(&chunk.value.job_id).await?;
     Ok(TaskOutcome::Stopped)
 }
@@ -315,7 +331,12 @@ async fn adapt_concurrency(engine: &Engine, job_id: &str, throttled: u32) -> Res
         match engine.store.replace_job(&job).await {
             Ok(_) => {
                 if throttled > 0 {
-                    warn!(job_id, concurrency = next, throttled, "source or target throttled; fewer chunks run at once");
+                    warn!(
+                        job_id,
+                        concurrency = next,
+                        throttled,
+                        "source or target throttled; fewer chunks run at once"
+                    );
                 }
                 return Ok(());
             }
@@ -330,9 +351,17 @@ async fn adapt_concurrency(engine: &Engine, job_id: &str, throttled: u32) -> Res
 async fn record_failure(engine: &Engine, task: &CopyTask, message: &MessageInfo, reason: &str) {
     let last_attempt = message.dequeue_count >= MAX_DEQUEUE_COUNT;
     if last_attempt {
-        tracing::error!(error = reason, attempts = message.dequeue_count, "copy task failed for the last time; the chunk is marked failed");
+        tracing::error!(
+            error = reason,
+            attempts = message.dequeue_count,
+            "copy task failed for the last time; the chunk is marked failed"
+        );
     } else {
-        warn!(error = reason, attempt = message.dequeue_count, "copy task failed; the queue retries it");
+        warn!(
+            error = reason,
+            attempt = message.dequeue_count,
+            "copy task failed; the queue retries it"
+        );
     }
     if let Err(e) = mark_chunk_failed(engine, task, reason, last_attempt).await {
         warn!(error = %e, "could not record the failure on the chunk");

@@ -14,7 +14,9 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::Collection;
 use tracing::warn;
 
-use crate::mongo::{classify, retry_after_message, ErrorClass, DUPLICATE_KEY, TOO_MANY_REQUESTS};
+use crate::mongo::{
+    classify, describe, retry_after_message, ErrorClass, DUPLICATE_KEY, TOO_MANY_REQUESTS,
+};
 
 /// What one batch write did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,7 +40,11 @@ pub enum WriteError {
     )]
     Throttled(u32),
     #[error("the target rejected the document with _id {id}: {message} (code {code})")]
-    Rejected { id: String, code: i32, message: String },
+    Rejected {
+        id: String,
+        code: i32,
+        message: String,
+    },
     #[error("writing to the target failed: {0}")]
     Failed(String),
 }
@@ -97,7 +103,7 @@ pub async fn write_batch(
                 // safe because duplicates are checked against the source.
                 transient_attempts += 1;
                 if transient_attempts > MAX_TRANSIENT_ATTEMPTS {
-                    return Err(WriteError::Failed(error.to_string()));
+                    return Err(WriteError::Failed(describe(&error)));
                 }
                 sleep_until(backoff(transient_attempts), deadline).await?;
                 continue;
@@ -130,15 +136,18 @@ pub async fn write_batch(
                 if throttled_attempts > MAX_THROTTLED_ATTEMPTS {
                     return Err(WriteError::Throttled(MAX_THROTTLED_ATTEMPTS));
                 }
-                warn!(delay_ms = delay.as_millis() as u64, "target throttled a batch; retrying");
+                warn!(
+                    delay_ms = delay.as_millis() as u64,
+                    "target throttled a batch; retrying"
+                );
                 sleep_until(delay.max(throttle_floor(throttled_attempts)), deadline).await?;
             }
             ErrorClass::Transient => {
                 transient_attempts += 1;
                 if transient_attempts > MAX_TRANSIENT_ATTEMPTS {
-                    return Err(WriteError::Failed(error.to_string()));
+                    return Err(WriteError::Failed(describe(&error)));
                 }
-                warn!(attempt = transient_attempts, error = %error, "batch write failed; retrying");
+                warn!(attempt = transient_attempts, error = %describe(&error), "batch write failed; retrying");
                 sleep_until(backoff(transient_attempts), deadline).await?;
             }
             ErrorClass::Permanent => {
@@ -149,7 +158,7 @@ pub async fn write_batch(
                         message: w.message.clone(),
                     });
                 }
-                return Err(WriteError::Failed(error.to_string()));
+                return Err(WriteError::Failed(describe(&error)));
             }
         }
     }
@@ -170,12 +179,18 @@ async fn reconcile_duplicates(
     let mut cursor = target
         .find(doc! { "_id": { "$in": ids.clone() } })
         .await
-        .map_err(|e| WriteError::Failed(format!("reading documents already on the target: {e}")))?;
-    while let Some(found) = cursor
-        .try_next()
-        .await
-        .map_err(|e| WriteError::Failed(format!("reading documents already on the target: {e}")))?
-    {
+        .map_err(|e| {
+            WriteError::Failed(format!(
+                "reading documents already on the target: {}",
+                describe(&e)
+            ))
+        })?;
+    while let Some(found) = cursor.try_next().await.map_err(|e| {
+        WriteError::Failed(format!(
+            "reading documents already on the target: {}",
+            describe(&e)
+        ))
+    })? {
         existing.insert(id_key(&id_of(&found)?), found);
     }
     for (doc, id) in docs.iter().zip(ids) {
@@ -190,7 +205,12 @@ async fn reconcile_duplicates(
             .replace_one(doc! { "_id": id }, doc)
             .upsert(true)
             .await
-            .map_err(|e| WriteError::Failed(format!("replacing a stale target document: {e}")))?;
+            .map_err(|e| {
+                WriteError::Failed(format!(
+                    "replacing a stale target document: {}",
+                    describe(&e)
+                ))
+            })?;
         outcome.replaced += 1;
     }
     Ok(())
@@ -219,7 +239,15 @@ fn is_id_duplicate(message: &str) -> bool {
 /// Renders a document's `_id` as relaxed Extended JSON for messages.
 pub fn describe_id(doc: &RawDocumentBuf) -> String {
     match id_of(doc) {
-        Ok(id) => id.into_relaxed_extjson().to_string(),
+        Ok(id) => {
+            let text = id.into_relaxed_extjson().to_string();
+            if text.chars().count() > 200 {
+                let head: String = text.chars().take(200).collect();
+                format!("{head}... ({} characters)", text.chars().count())
+            } else {
+                text
+            }
+        }
         Err(_) => "(unreadable)".into(),
     }
 }

@@ -140,19 +140,17 @@ pub fn transition(job: Lifecycle, command: Command) -> Result<Lifecycle, Rejecti
     };
 
     match (command, job.state) {
-        (_, Completed | Cancelled) => reject(format!(
-            "the job is {}, which is final",
-            job.state.as_str()
-        )),
+        (_, Completed | Cancelled) => {
+            reject(format!("the job is {}, which is final", job.state.as_str()))
+        }
 
         (Command::Pause, Queued | Planning | Copying | Replicating | CuttingOver) => {
             next(Pausing, Some(job.state))
         }
         (Command::Pause, Pausing | Paused) => reject("the job is already paused".into()),
-        (Command::Pause, Cancelling | Failed) => reject(format!(
-            "a {} job cannot be paused",
-            job.state.as_str()
-        )),
+        (Command::Pause, Cancelling | Failed) => {
+            reject(format!("a {} job cannot be paused", job.state.as_str()))
+        }
 
         (Command::Resume, Pausing | Paused | Failed) => match job.resume_to {
             Some(target) if target.is_active() => next(target, None),
@@ -169,16 +167,15 @@ pub fn transition(job: Lifecycle, command: Command) -> Result<Lifecycle, Rejecti
         }
         (Command::Cutover, CuttingOver) => reject("cutover is already in progress".into()),
         (Command::Cutover, Replicating) if job.initial_copy_done => next(CuttingOver, None),
-        (Command::Cutover, Queued | Planning | Copying | Replicating) => {
-            reject("cutover is allowed once the initial copy of every collection has finished".into())
-        }
+        (Command::Cutover, Queued | Planning | Copying | Replicating) => reject(
+            "cutover is allowed once the initial copy of every collection has finished".into(),
+        ),
         (Command::Cutover, Pausing | Paused) => {
             reject("the job is paused; resume it before cutover".into())
         }
-        (Command::Cutover, Cancelling | Failed) => reject(format!(
-            "a {} job cannot be cut over",
-            job.state.as_str()
-        )),
+        (Command::Cutover, Cancelling | Failed) => {
+            reject(format!("a {} job cannot be cut over", job.state.as_str()))
+        }
     }
 }
 
@@ -233,7 +230,11 @@ mod tests {
                     initial_copy_done: true,
                 };
                 let got = transition(view, command).ok().map(|j| j.state);
-                assert_eq!(got, expected_online(state, command), "{state:?} + {command:?}");
+                assert_eq!(
+                    got,
+                    expected_online(state, command),
+                    "{state:?} + {command:?}"
+                );
             }
         }
     }

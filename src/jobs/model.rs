@@ -68,7 +68,9 @@ impl CollectionSpec {
     pub fn target_namespace(&self) -> Namespace {
         Namespace::new(
             self.target_database.as_deref().unwrap_or(&self.database),
-            self.target_collection.as_deref().unwrap_or(&self.collection),
+            self.target_collection
+                .as_deref()
+                .unwrap_or(&self.collection),
         )
     }
 }

@@ -27,12 +27,14 @@ const MAX_COLLECTIONS: usize = 1_000;
 /// Checks a parsed request; name uniqueness is checked by the store.
 pub fn validate_request(request: &JobRequest) -> Result<(), FieldError> {
     validate_name(&request.name)?;
-    request.source.validate().map_err(|e| {
-        FieldError::new("invalidSource", format!("source: {e}"))
-    })?;
-    request.target.validate().map_err(|e| {
-        FieldError::new("invalidTarget", format!("target: {e}"))
-    })?;
+    request
+        .source
+        .validate()
+        .map_err(|e| FieldError::new("invalidSource", format!("source: {e}")))?;
+    request
+        .target
+        .validate()
+        .map_err(|e| FieldError::new("invalidTarget", format!("target: {e}")))?;
 
     if request.collections.is_empty() {
         return Err(FieldError::new(
@@ -95,7 +97,10 @@ pub fn validate_request(request: &JobRequest) -> Result<(), FieldError> {
     if !(1..=100_000).contains(&options.batch_size) {
         return Err(FieldError::new(
             "invalidOption",
-            format!("options.batchSize is {}; use a value from 1 to 100000", options.batch_size),
+            format!(
+                "options.batchSize is {}; use a value from 1 to 100000",
+                options.batch_size
+            ),
         ));
     }
     if !(1..=256).contains(&options.max_parallel_chunks) {
@@ -158,7 +163,9 @@ fn validate_collection(i: usize, spec: &CollectionSpec) -> Result<(), FieldError
 }
 
 fn check_database(i: usize, field: &str, name: &str) -> Result<(), FieldError> {
-    const FORBIDDEN: &[char] = &['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0'];
+    const FORBIDDEN: &[char] = &[
+        '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
+    ];
     if name.is_empty() || name.len() > 63 {
         return Err(FieldError::new(
             "invalidNamespace",
@@ -265,13 +272,23 @@ mod tests {
         for name in ["", " padded", "tab\there", &"x".repeat(129)] {
             let mut r = request();
             r.name = name.to_string();
-            assert_eq!(validate_request(&r).unwrap_err().code, "invalidName", "{name:?}");
+            assert_eq!(
+                validate_request(&r).unwrap_err().code,
+                "invalidName",
+                "{name:?}"
+            );
         }
     }
 
     #[test]
     fn bad_namespaces_rejected() {
-        for (db, coll) in [("a/b", "c"), ("a.b", "c"), ("", "c"), ("a", ""), ("a", "system.x")] {
+        for (db, coll) in [
+            ("a/b", "c"),
+            ("a.b", "c"),
+            ("", "c"),
+            ("a", ""),
+            ("a", "system.x"),
+        ] {
             let mut r = request();
             r.collections[0].database = db.into();
             r.collections[0].collection = coll.into();

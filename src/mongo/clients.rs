@@ -51,11 +51,15 @@ impl ClientCache {
         }
         // Cosmos DB closes idle connections after about four minutes; dropping them first
         // avoids a failed first command after a quiet period.
-        options.max_idle_time.get_or_insert(Duration::from_secs(120));
+        options
+            .max_idle_time
+            .get_or_insert(Duration::from_secs(120));
         options
             .server_selection_timeout
             .get_or_insert(Duration::from_secs(20));
-        options.connect_timeout.get_or_insert(Duration::from_secs(10));
+        options
+            .connect_timeout
+            .get_or_insert(Duration::from_secs(10));
         let client = Client::with_options(options).map_err(|e| ConnectError::Invalid {
             reference: describe,
             reason: redact_connection_string(&e.to_string()),

@@ -39,11 +39,13 @@ pub fn classify(error: &Error) -> ErrorClass {
         return ErrorClass::Transient;
     }
     match error.kind.as_ref() {
-        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::ServerSelection { .. } => {
-            ErrorClass::Transient
-        }
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. } => ErrorClass::Transient,
         ErrorKind::Command(c) if TRANSIENT_CODES.contains(&c.code) => ErrorClass::Transient,
-        ErrorKind::Write(WriteFailure::WriteConcernError(w)) if TRANSIENT_CODES.contains(&w.code) => {
+        ErrorKind::Write(WriteFailure::WriteConcernError(w))
+            if TRANSIENT_CODES.contains(&w.code) =>
+        {
             ErrorClass::Transient
         }
         _ => ErrorClass::Permanent,
@@ -59,6 +61,41 @@ pub fn throttle_delay(error: &Error) -> Option<Duration> {
         }
         _ => None,
     }
+}
+
+/// Describes a driver error in one line for job state and logs: the server's message with its
+/// code and code name where there is one, never the raw server reply; connection strings are
+/// redacted.
+pub fn describe(error: &Error) -> String {
+    let text = match error.kind.as_ref() {
+        ErrorKind::Command(c) => format!("{} (code {} {})", c.message, c.code, c.code_name),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => {
+            format!("{} (code {})", w.message, w.code)
+        }
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
+            format!("write concern error: {} (code {})", w.message, w.code)
+        }
+        ErrorKind::InsertMany(e) => match e.write_errors.as_deref().and_then(|w| w.first()) {
+            Some(w) => format!("{} (code {})", w.message, w.code),
+            None => "insert failed with a write concern error".to_string(),
+        },
+        ErrorKind::ServerSelection { message, .. } => {
+            format!("no server could be selected: {message}")
+        }
+        ErrorKind::Authentication { message, .. } => format!("authentication failed: {message}"),
+        ErrorKind::Io(io) => format!("network error: {io}"),
+        _ => error.to_string(),
+    };
+    let mut text = crate::secrets::redact_connection_string(&text);
+    if text.len() > 1_000 {
+        let mut cut = 1_000;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
 }
 
 /// Reads `RetryAfterMs=N` from a Cosmos DB error message; 100 ms when absent.
@@ -89,8 +126,14 @@ mod tests {
 
     #[test]
     fn retry_after_defaults_and_caps() {
-        assert_eq!(retry_after("Request rate is large"), Duration::from_millis(100));
-        assert_eq!(retry_after("RetryAfterMs=999999999"), Duration::from_secs(60));
+        assert_eq!(
+            retry_after("Request rate is large"),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            retry_after("RetryAfterMs=999999999"),
+            Duration::from_secs(60)
+        );
         assert_eq!(retry_after("RetryAfterMs=x"), Duration::from_millis(100));
     }
 }

@@ -5,8 +5,8 @@ mod errors;
 
 pub use clients::{ClientCache, ConnectError};
 pub use errors::{
-    classify, retry_after as retry_after_message, throttle_delay, ErrorClass, DUPLICATE_KEY,
-    TOO_MANY_REQUESTS,
+    classify, describe, retry_after as retry_after_message, throttle_delay, ErrorClass,
+    DUPLICATE_KEY, TOO_MANY_REQUESTS,
 };
 
 use bson::doc;

@@ -36,7 +36,9 @@ impl TaskKind {
     }
 
     pub fn from_function_name(name: &str) -> Option<TaskKind> {
-        TaskKind::ALL.into_iter().find(|k| k.function_name() == name)
+        TaskKind::ALL
+            .into_iter()
+            .find(|k| k.function_name() == name)
     }
 }
 
@@ -88,7 +90,11 @@ impl TaskQueues {
         self.plan.send(&to_json(task), None).await
     }
 
-    pub async fn send_copy(&self, task: &CopyTask, delay: Option<Duration>) -> Result<(), StorageError> {
+    pub async fn send_copy(
+        &self,
+        task: &CopyTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
         self.copy.send(&to_json(task), delay).await
     }
 }
@@ -130,7 +136,10 @@ mod tests {
     #[test]
     fn function_names_map_to_kinds() {
         for kind in TaskKind::ALL {
-            assert_eq!(TaskKind::from_function_name(kind.function_name()), Some(kind));
+            assert_eq!(
+                TaskKind::from_function_name(kind.function_name()),
+                Some(kind)
+            );
         }
         assert_eq!(queue_name("vcm", TaskKind::Copy), "vcm-copy");
         assert_eq!(poison_queue_name("vcm", TaskKind::Copy), "vcm-copy-poison");

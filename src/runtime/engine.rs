@@ -11,8 +11,8 @@ use crate::config::Settings;
 use crate::jobs::{JobState, Mode};
 use crate::mongo::ClientCache;
 use crate::queue::{CopyTask, PlanTask, TaskQueues};
-use crate::state::{ChunkState, CollectionState, StoreError, Store, Versioned};
 use crate::state::{ChunkRecord, JobRecord};
+use crate::state::{ChunkState, CollectionState, Store, StoreError, Versioned};
 use crate::storage::{QueueClient, StorageAccount, StorageError};
 
 /// The Functions host moves a message to the poison queue after this many attempts
@@ -59,8 +59,10 @@ impl Engine {
 
     /// The queue the Functions host (or a standalone consumer) moves failed messages to.
     pub fn poison_queue(&self, kind: crate::queue::TaskKind) -> QueueClient {
-        self.account
-            .queue(&crate::queue::poison_queue_name(&self.settings.storage_prefix, kind))
+        self.account.queue(&crate::queue::poison_queue_name(
+            &self.settings.storage_prefix,
+            kind,
+        ))
     }
 
     pub fn lease(&self) -> chrono::Duration {
@@ -97,7 +99,8 @@ impl Engine {
                 JobState::Pausing if running == 0 => Some(JobState::Paused),
                 JobState::Cancelling if running == 0 => Some(JobState::Cancelled),
                 JobState::Planning | JobState::Copying => {
-                    self.enqueue_waiting(&job.value, &collections, &chunks).await?;
+                    self.enqueue_waiting(&job.value, &collections, &chunks)
+                        .await?;
                     self.copy_phase_outcome(&job.value, &collections, &chunks)
                 }
                 _ => None,
@@ -124,7 +127,12 @@ impl Engine {
             }
             match self.store.replace_job(&job).await {
                 Ok(_) => {
-                    info!(job_id, from = state.as_str(), to = next.as_str(), "job state changed");
+                    info!(
+                        job_id,
+                        from = state.as_str(),
+                        to = next.as_str(),
+                        "job state changed"
+                    );
                     if next == JobState::Completed || next == JobState::Replicating {
                         self.mark_collections_copied(job_id).await?;
                     }
@@ -315,7 +323,13 @@ fn failure_summary(
     let failed_collections: Vec<String> = collections
         .iter()
         .filter(|c| c.value.state == CollectionState::Failed)
-        .map(|c| format!("{}: {}", c.value.source, c.value.last_error.clone().unwrap_or_default()))
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.value.source,
+                c.value.last_error.clone().unwrap_or_default()
+            )
+        })
         .collect();
     let failed_chunks = chunks
         .iter()

@@ -104,7 +104,9 @@ pub async fn invoke(
             error!(function, error = %e, "invocation body is not JSON");
             return (
                 StatusCode::BAD_REQUEST,
-                Json(result_body(vec![format!("invocation body is not JSON: {e}")])),
+                Json(result_body(vec![format!(
+                    "invocation body is not JSON: {e}"
+                )])),
             )
                 .into_response();
         }
@@ -149,12 +151,19 @@ pub async fn invoke(
     match run_task(&engine, kind, &invocation.body, &message).await {
         Ok(outcome) => {
             info!(function, outcome = outcome.as_str(), "task finished");
-            Json(result_body(vec![format!("{} task {}", kind.as_str(), outcome.as_str())]))
-                .into_response()
+            Json(result_body(vec![format!(
+                "{} task {}",
+                kind.as_str(),
+                outcome.as_str()
+            )]))
+            .into_response()
         }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(result_body(vec![format!("{} task failed: {e}", kind.as_str())])),
+            Json(result_body(vec![format!(
+                "{} task failed: {e}",
+                kind.as_str()
+            )])),
         )
             .into_response(),
     }

@@ -87,7 +87,8 @@ pub async fn handle_poison(engine: &Engine, kind: TaskKind, body: &str) {
             };
             let reason = "the copy task failed on every delivery and its message was moved to the \
                           poison queue; see earlier errors, then resume the job to retry";
-            if let Err(e) = crate::copy::task::mark_chunk_failed(engine, &task, reason, true).await {
+            if let Err(e) = crate::copy::task::mark_chunk_failed(engine, &task, reason, true).await
+            {
                 warn!(error = %e, job_id = %task.job_id, "could not mark the chunk failed");
             }
         }

@@ -16,8 +16,10 @@ use crate::storage::StorageAccount;
 /// Builds the engine for `settings` and creates its tables and queues.
 pub async fn build_engine(settings: Settings) -> anyhow::Result<Engine> {
     let account = match &settings.storage {
-        StorageSettings::ConnectionString(cs) => StorageAccount::from_connection_string(cs.expose())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::config::STORAGE_CONNECTION))?,
+        StorageSettings::ConnectionString(cs) => {
+            StorageAccount::from_connection_string(cs.expose())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", crate::config::STORAGE_CONNECTION))?
+        }
         StorageSettings::Identity { .. } => {
             // TODO: identity-based storage needs a managed-identity credential from
             // azure_identity; until it is wired in, only connection strings work.

@@ -13,7 +13,10 @@ use crate::storage::QueueMessage;
 
 /// Starts the consumers and the scheduler; they stop when `shutdown` turns true, between
 /// messages (a task that is running finishes its current batch and checkpoint first).
-pub fn spawn_workers(engine: Engine, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_workers(
+    engine: Engine,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
     for kind in TaskKind::ALL {
         let consumers = match kind {
@@ -35,7 +38,12 @@ pub fn spawn_workers(engine: Engine, shutdown: watch::Receiver<bool>) -> Vec<tok
     handles
 }
 
-async fn consume(engine: Engine, kind: TaskKind, worker: usize, mut shutdown: watch::Receiver<bool>) {
+async fn consume(
+    engine: Engine,
+    kind: TaskKind,
+    worker: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
     info!(queue = kind.as_str(), worker, "queue consumer started");
     let queue = engine.queues.client(kind).clone();
     // The message stays invisible while its task runs: the time budget plus a margin.
@@ -104,14 +112,21 @@ async fn move_to_poison(engine: &Engine, kind: TaskKind, message: &QueueMessage)
     match poison.send(&message.text, None).await {
         Ok(()) => {
             let _ = engine.queues.client(kind).delete(message).await;
-            warn!(queue = kind.as_str(), attempts = message.dequeue_count, "message moved to the poison queue");
+            warn!(
+                queue = kind.as_str(),
+                attempts = message.dequeue_count,
+                "message moved to the poison queue"
+            );
         }
         Err(e) => warn!(error = %e, "moving a message to the poison queue failed"),
     }
 }
 
 async fn schedule(engine: Engine, mut shutdown: watch::Receiver<bool>) {
-    info!(interval_s = engine.scheduler_interval().as_secs(), "scheduler started");
+    info!(
+        interval_s = engine.scheduler_interval().as_secs(),
+        "scheduler started"
+    );
     while !*shutdown.borrow() {
         if let Err(e) = engine.schedule_once().await {
             warn!(error = %e, "scheduler pass failed; the next pass retries");

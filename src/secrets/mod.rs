@@ -4,8 +4,8 @@
 //! the values are read only when a task needs a client and are carried in [`Redacted`] so they
 //! never reach a log line, an API response or a Table row.
 
-mod reference;
 mod redact;
+mod reference;
 
 pub use redact::{redact_connection_string, Redacted};
 pub use reference::{CredentialRef, ResolveError};

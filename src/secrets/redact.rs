@@ -102,7 +102,10 @@ mod tests {
     fn uri_user_info_is_removed() {
         let text = "failed to reach mongodb://admin:p%40ss%3Aw0rd@127.0.0.1:27017/?tls=false now";
         let redacted = redact_connection_string(text);
-        assert_eq!(redacted, "failed to reach mongodb://***@127.0.0.1:27017/?tls=false now");
+        assert_eq!(
+            redacted,
+            "failed to reach mongodb://***@127.0.0.1:27017/?tls=false now"
+        );
     }
 
     #[test]

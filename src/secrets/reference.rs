@@ -7,16 +7,18 @@ use super::Redacted;
 #[serde(untagged)]
 pub enum CredentialRef {
     /// An app setting (or environment variable) that holds the connection string.
-    Setting {
-        setting: String,
-    },
+    Setting { setting: String },
     /// A Key Vault secret that holds the connection string.
     KeyVault {
         #[serde(rename = "vaultUri")]
         vault_uri: String,
         #[serde(rename = "secretName")]
         secret_name: String,
-        #[serde(rename = "secretVersion", default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            rename = "secretVersion",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
         secret_version: Option<String>,
     },
 }
@@ -24,7 +26,9 @@ pub enum CredentialRef {
 /// A credential reference that could not be turned into a connection string.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    #[error("app setting {0} is not set; set it to the connection string, or reference another setting")]
+    #[error(
+        "app setting {0} is not set; set it to the connection string, or reference another setting"
+    )]
     SettingMissing(String),
     #[error("invalid Key Vault URI {uri:?}: {reason}")]
     InvalidVaultUri { uri: String, reason: String },
@@ -205,10 +209,9 @@ mod tests {
     fn reference_parses_both_shapes() {
         let a: CredentialRef = serde_json::from_str(r#"{"setting":"X"}"#).unwrap();
         assert!(matches!(a, CredentialRef::Setting { .. }));
-        let b: CredentialRef = serde_json::from_str(
-            r#"{"vaultUri":"https://v.vault.azure.net/","secretName":"s"}"#,
-        )
-        .unwrap();
+        let b: CredentialRef =
+            serde_json::from_str(r#"{"vaultUri":"https://v.vault.azure.net/","secretName":"s"}"#)
+                .unwrap();
         assert!(matches!(b, CredentialRef::KeyVault { .. }));
     }
 }

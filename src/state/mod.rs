@@ -61,7 +61,7 @@ impl Store {
         job: &JobRecord,
         collections: &[CollectionRecord],
     ) -> Result<(), StoreError> {
-        let mut name_row = crate::storage::Entity::new(NAME_PARTITION, &encode_key(&job.name));
+        let mut name_row = crate::storage::Entity::new(NAME_PARTITION, encode_key(&job.name));
         name_row.set_str("JobId", &job.id);
         name_row.set_i64("SchemaVersion", SCHEMA_VERSION);
         match self.names.insert(&name_row).await {
@@ -73,11 +73,21 @@ impl Store {
         }
         for collection in collections {
             self.collections
-                .insert(&job.id, &collection_row_key(collection.index), collection, &[])
+                .insert(
+                    &job.id,
+                    &collection_row_key(collection.index),
+                    collection,
+                    &[],
+                )
                 .await?;
         }
         self.jobs
-            .insert(JOB_PARTITION, &job.id, job, &[("State", job.state.as_str())])
+            .insert(
+                JOB_PARTITION,
+                &job.id,
+                job,
+                &[("State", job.state.as_str())],
+            )
             .await?;
         Ok(())
     }
@@ -146,7 +156,12 @@ impl Store {
             let partition = chunk_partition(&chunk.job_id, chunk.collection);
             match self
                 .chunks
-                .insert(&partition, &chunk_row_key(chunk.index), chunk, &[("State", chunk.state.as_str())])
+                .insert(
+                    &partition,
+                    &chunk_row_key(chunk.index),
+                    chunk,
+                    &[("State", chunk.state.as_str())],
+                )
                 .await
             {
                 Ok(_) | Err(StoreError::AlreadyExists) => {}
@@ -181,16 +196,20 @@ impl Store {
     }
 
     /// Every chunk of a job, across its collections.
-    pub async fn chunks_of_job(&self, job_id: &str) -> Result<Vec<Versioned<ChunkRecord>>, StoreError> {
+    pub async fn chunks_of_job(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<Versioned<ChunkRecord>>, StoreError> {
         // Chunk partitions are `<job id>-<n>`; '.' follows '-' in ASCII, so this range holds
         // exactly this job's partitions.
-        let filter = format!(
-            "PartitionKey ge '{job_id}-' and PartitionKey lt '{job_id}.'"
-        );
+        let filter = format!("PartitionKey ge '{job_id}-' and PartitionKey lt '{job_id}.'");
         self.chunks.query(&filter).await
     }
 
-    pub async fn replace_chunk(&self, chunk: &Versioned<ChunkRecord>) -> Result<String, StoreError> {
+    pub async fn replace_chunk(
+        &self,
+        chunk: &Versioned<ChunkRecord>,
+    ) -> Result<String, StoreError> {
         let c = &chunk.value;
         self.chunks
             .replace(

@@ -98,16 +98,28 @@ impl Harness {
         std::env::set_var(&target_setting, target.uri());
 
         let mut settings = HashMap::new();
-        settings.insert("AzureWebJobsStorage".to_string(), storage_connection_string());
+        settings.insert(
+            "AzureWebJobsStorage".to_string(),
+            storage_connection_string(),
+        );
         settings.insert("VCM_STORAGE_PREFIX".to_string(), prefix.clone());
         settings.insert("VCM_API_KEY".to_string(), API_KEY.to_string());
         settings.insert(
             "VCM_TASK_TIME_BUDGET_SECONDS".to_string(),
             options.task_budget_seconds.to_string(),
         );
-        settings.insert("VCM_LEASE_SECONDS".to_string(), options.lease_seconds.to_string());
-        settings.insert("VCM_SCHEDULER_INTERVAL_SECONDS".to_string(), "1".to_string());
-        settings.insert("VCM_WORKER_CONCURRENCY".to_string(), options.workers.to_string());
+        settings.insert(
+            "VCM_LEASE_SECONDS".to_string(),
+            options.lease_seconds.to_string(),
+        );
+        settings.insert(
+            "VCM_SCHEDULER_INTERVAL_SECONDS".to_string(),
+            "1".to_string(),
+        );
+        settings.insert(
+            "VCM_WORKER_CONCURRENCY".to_string(),
+            options.workers.to_string(),
+        );
 
         let source_client = Client::with_uri_str(source.uri()).await.unwrap();
         let target_client = Client::with_uri_str(target.uri()).await.unwrap();
@@ -173,7 +185,10 @@ impl Harness {
         let response = request.send().await.expect("request reaches the service");
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -186,7 +201,10 @@ impl Harness {
             .expect("request reaches the service");
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Creates a job and returns its id.
@@ -214,7 +232,12 @@ impl Harness {
     }
 
     /// Polls until `check` accepts the job view.
-    pub async fn wait_until(&self, id: &str, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let started = Instant::now();
         loop {
             let (_, job) = self.get(&format!("/api/jobs/{id}")).await;
@@ -254,16 +277,31 @@ impl Harness {
         self.assert_identical_to(db, coll, db, coll).await;
     }
 
-    pub async fn assert_identical_to(&self, db: &str, coll: &str, target_db: &str, target_coll: &str) {
+    pub async fn assert_identical_to(
+        &self,
+        db: &str,
+        coll: &str,
+        target_db: &str,
+        target_coll: &str,
+    ) {
         let source = read_all(&self.source_client, db, coll).await;
         let target = read_all(&self.target_client, target_db, target_coll).await;
-        assert_eq!(
-            source.len(),
-            target.len(),
-            "{db}.{coll}: source has {} documents, target {target_db}.{target_coll} has {}",
-            source.len(),
-            target.len()
-        );
+        if source.len() != target.len() {
+            let target_bytes: std::collections::HashSet<&[u8]> =
+                target.iter().map(|d| d.as_bytes()).collect();
+            let missing: Vec<String> = source
+                .iter()
+                .filter(|d| !target_bytes.contains(d.as_bytes()))
+                .take(10)
+                .map(|d| format!("{:?}", d.get("_id")))
+                .collect();
+            panic!(
+                "{db}.{coll}: source has {} documents, target {target_db}.{target_coll} has {}; \
+                 missing or different on the target: {missing:?}",
+                source.len(),
+                target.len()
+            );
+        }
         for (i, (s, t)) in source.iter().zip(&target).enumerate() {
             assert_eq!(
                 s.as_bytes(),
@@ -298,7 +336,8 @@ pub async fn read_all(client: &Client, db: &str, coll: &str) -> Vec<RawDocumentB
 }
 
 async fn start_service(settings: &HashMap<String, String>) -> (Standalone, Engine) {
-    let settings = Settings::from_lookup(|name| settings.get(name).cloned()).expect("valid settings");
+    let settings =
+        Settings::from_lookup(|name| settings.get(name).cloned()).expect("valid settings");
     let engine = match build_engine(settings).await {
         Ok(engine) => engine,
         Err(e) => panic!(
