@@ -1,0 +1,7 @@
+//! Change streams: the server-wide change log and the cursors that read it.
+
+pub mod diff;
+pub mod log;
+pub mod stream;
+
+pub use log::{ChangeLog, EventKind, PendingEvent};
