@@ -181,7 +181,7 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             .restore(id, cursor);
         return Err(CommandError::new(code::UNAUTHORIZED, message));
     }
-    let (reply, exhausted) = match &mut cursor.source {
+    let outcome = match &mut cursor.source {
         CursorSource::Documents(documents) => {
             let mut iter = std::mem::take(documents).peekable();
             let mut reply = write_batch(&mut iter, "nextBatch", batch_size);
@@ -191,12 +191,22 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             reply.append_i64("id", if exhausted { 0 } else { id });
             reply.append_str("ns", &namespace);
             reply.end();
-            (reply, exhausted)
+            Ok((reply, exhausted))
         }
         CursorSource::ChangeStream(stream) => {
-            let reply =
-                crate::changes::stream::get_more(ctx, stream, id, batch_size, max_time_ms).await?;
-            (reply, false)
+            crate::changes::stream::get_more(ctx, stream, id, batch_size, max_time_ms).await
+        }
+    };
+    // A change stream whose getMore failed stays open, so the client may retry or kill it.
+    let (reply, exhausted) = match outcome {
+        Ok(result) => result,
+        Err(error) => {
+            ctx.state
+                .cursors
+                .lock()
+                .expect("cursor lock")
+                .restore(id, cursor);
+            return Err(error);
         }
     };
     if !exhausted {

@@ -16,6 +16,9 @@ mod update;
 
 use std::sync::Arc;
 
+pub use cursor_reply::MAX_BATCH_BYTES;
+pub use find::id_document;
+
 use bson::{RawBsonRef, RawDocument};
 
 use crate::auth::ScramConversation;
@@ -137,6 +140,19 @@ impl<'a> Context<'a> {
                 ))),
             },
         }
+    }
+
+    /// Registers an open cursor for this connection's user and returns its id.
+    pub fn register_cursor(&self, namespace: &str, source: crate::cursor::CursorSource) -> i64 {
+        self.state
+            .cursors
+            .lock()
+            .expect("cursor lock")
+            .insert(crate::cursor::Cursor {
+                namespace: namespace.to_string(),
+                source,
+                owner: self.connection.user.clone(),
+            })
     }
 
     pub fn optional_bool(&self, field: &str) -> CommandResult<Option<bool>> {
