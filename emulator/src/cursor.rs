@@ -17,8 +17,6 @@ pub struct Cursor {
     /// `db.collection` the cursor was opened on; `getMore` must name the same one.
     pub namespace: String,
     pub source: CursorSource,
-    /// Documents still allowed by the query's `limit`, if it had one.
-    pub remaining_limit: Option<usize>,
     /// The connection's SCRAM user, so other users cannot read the cursor (unused without auth).
     pub owner: Option<String>,
 }

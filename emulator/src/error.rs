@@ -209,6 +209,12 @@ impl From<bson::raw::Error> for CommandError {
     }
 }
 
+impl From<bson::raw::ValueAccessError> for CommandError {
+    fn from(error: bson::raw::ValueAccessError) -> Self {
+        CommandError::new(code::INVALID_BSON, format!("invalid BSON value: {error}"))
+    }
+}
+
 impl From<bson::ser::Error> for CommandError {
     fn from(error: bson::ser::Error) -> Self {
         CommandError::new(code::BAD_VALUE, format!("cannot encode BSON: {error}"))

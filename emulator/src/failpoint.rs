@@ -91,7 +91,11 @@ fn parse_fail_command(mode: Mode, data: &RawDocument) -> CommandResult<FailComma
             for item in array {
                 match item? {
                     RawBsonRef::String(name) => commands.push(name.to_string()),
-                    _ => return Err(CommandError::type_mismatch("failCommands must hold strings")),
+                    _ => {
+                        return Err(CommandError::type_mismatch(
+                            "failCommands must hold strings",
+                        ))
+                    }
                 }
             }
         }
@@ -132,7 +136,11 @@ fn parse_fail_command(mode: Mode, data: &RawDocument) -> CommandResult<FailComma
     };
     let write_concern_error = match data.get("writeConcernError")? {
         Some(RawBsonRef::Document(wce)) => Some(wce.to_raw_document_buf()),
-        Some(_) => return Err(CommandError::type_mismatch("writeConcernError must be an object")),
+        Some(_) => {
+            return Err(CommandError::type_mismatch(
+                "writeConcernError must be an object",
+            ))
+        }
         None => None,
     };
     Ok(FailCommand {
@@ -173,8 +181,11 @@ impl FailPoints {
         let mut times = self.times_entered.lock().expect("fail point lock");
         let previous = *times;
         *times = 0;
-        *self.fail_command.lock().expect("fail point lock") =
-            if mode == Mode::Off { None } else { Some(config) };
+        *self.fail_command.lock().expect("fail point lock") = if mode == Mode::Off {
+            None
+        } else {
+            Some(config)
+        };
         Ok(rawdoc! { "count": previous as i64 })
     }
 
@@ -225,20 +236,23 @@ impl FailPoints {
         }
         drop(guard);
         *self.times_entered.lock().expect("fail point lock") += 1;
-        let error = config.error_code.filter(|_| !config.close_connection).map(|code| {
-            let mut error = CommandError::new(
-                code,
-                format!("Failing command {command} due to 'failCommand' failpoint"),
-            );
-            error.labels = match &config.error_labels {
-                Some(labels) => labels.clone(),
-                None if is_write && is_retryable_write_code(code) => {
-                    vec!["RetryableWriteError".to_string()]
-                }
-                None => Vec::new(),
-            };
-            error
-        });
+        let error = config
+            .error_code
+            .filter(|_| !config.close_connection)
+            .map(|code| {
+                let mut error = CommandError::new(
+                    code,
+                    format!("Failing command {command} due to 'failCommand' failpoint"),
+                );
+                error.labels = match &config.error_labels {
+                    Some(labels) => labels.clone(),
+                    None if is_write && is_retryable_write_code(code) => {
+                        vec!["RetryableWriteError".to_string()]
+                    }
+                    None => Vec::new(),
+                };
+                error
+            });
         Some(Injection {
             block_for: config.block_for,
             close_connection: config.close_connection,

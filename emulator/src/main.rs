@@ -19,7 +19,12 @@ struct Cli {
     #[arg(long, requires = "password")]
     user: Option<String>,
     /// Password of --user.
-    #[arg(long, env = "MONGO_EMULATOR_PASSWORD", requires = "user", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MONGO_EMULATOR_PASSWORD",
+        requires = "user",
+        hide_env_values = true
+    )]
     password: Option<String>,
     /// Number of change-log entries kept for change streams.
     #[arg(long, default_value_t = 100_000)]

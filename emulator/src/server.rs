@@ -85,7 +85,11 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut signal: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut signal: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -110,7 +114,11 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut signal:
     tracing::info!(port = state.port, "emulator stopped");
 }
 
-async fn serve_connection(socket: TcpStream, state: Arc<ServerState>, mut signal: watch::Receiver<bool>) {
+async fn serve_connection(
+    socket: TcpStream,
+    state: Arc<ServerState>,
+    mut signal: watch::Receiver<bool>,
+) {
     let (mut reader, mut writer) = socket.into_split();
     let mut connection = Connection::default();
     loop {
@@ -141,7 +149,11 @@ async fn serve_connection(socket: TcpStream, state: Arc<ServerState>, mut signal
             let message = reply.finish();
             wire::frame_op_reply(&message[wire::OP_MSG_PREFIX_LEN..], request.request_id)
         } else {
-            wire::frame_op_msg(reply.finish(), request.request_id, request.checksum_present())
+            wire::frame_op_msg(
+                reply.finish(),
+                request.request_id,
+                request.checksum_present(),
+            )
         };
         if let Err(error) = writer.write_all(&bytes).await {
             tracing::debug!(%error, "write failed; closing connection");

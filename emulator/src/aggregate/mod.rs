@@ -73,10 +73,12 @@ fn document_argument<'a>(name: &str, value: RawBsonRef<'a>) -> CommandResult<&'a
 impl Stage {
     pub fn parse(stage: &RawDocument) -> CommandResult<Stage> {
         let mut fields = stage.iter();
-        let (name, value) = fields
-            .next()
-            .transpose()?
-            .ok_or_else(|| CommandError::new(40323, "A pipeline stage specification object must contain exactly one field."))?;
+        let (name, value) = fields.next().transpose()?.ok_or_else(|| {
+            CommandError::new(
+                40323,
+                "A pipeline stage specification object must contain exactly one field.",
+            )
+        })?;
         if fields.next().is_some() {
             return Err(CommandError::new(
                 40323,
@@ -235,11 +237,16 @@ impl Stage {
     }
 }
 
-fn add_fields(document: &RawDocument, fields: &[(String, Expression)]) -> CommandResult<RawDocumentBuf> {
+fn add_fields(
+    document: &RawDocument,
+    fields: &[(String, Expression)],
+) -> CommandResult<RawDocumentBuf> {
     let mut decoded = bson::Document::try_from(document)?;
     for (path, expression) in fields {
         match expression.evaluate(document)? {
-            Some(value) => crate::query::update::set_path(&mut decoded, path, bson::Bson::try_from(value)?)?,
+            Some(value) => {
+                crate::query::update::set_path(&mut decoded, path, bson::Bson::try_from(value)?)?
+            }
             None => {
                 crate::query::update::remove_path(&mut decoded, path);
             }
@@ -263,7 +270,11 @@ fn unwind(
                 for (index, item) in items.into_iter().enumerate() {
                     any = true;
                     let mut decoded = bson::Document::try_from(document.as_ref() as &RawDocument)?;
-                    crate::query::update::set_path(&mut decoded, path, bson::Bson::try_from(item?.to_raw_bson())?)?;
+                    crate::query::update::set_path(
+                        &mut decoded,
+                        path,
+                        bson::Bson::try_from(item?.to_raw_bson())?,
+                    )?;
                     if let Some(field) = index_field {
                         decoded.insert(field, index as i64);
                     }
@@ -307,7 +318,10 @@ pub fn parse_pipeline(pipeline: &bson::RawArray) -> CommandResult<Vec<Stage>> {
 
 /// Runs a pipeline over a collection (or over nothing when it does not exist). A leading
 /// `$match` uses the `_id` range planner.
-pub fn run_pipeline(collection: Option<&Collection>, stages: &[Stage]) -> CommandResult<Vec<StoredDocument>> {
+pub fn run_pipeline(
+    collection: Option<&Collection>,
+    stages: &[Stage],
+) -> CommandResult<Vec<StoredDocument>> {
     let Some(collection) = collection else {
         return run_stages(Vec::new(), stages);
     };
@@ -328,7 +342,10 @@ pub fn run_pipeline(collection: Option<&Collection>, stages: &[Stage]) -> Comman
     run_stages(documents, rest)
 }
 
-fn run_stages(mut documents: Vec<StoredDocument>, stages: &[Stage]) -> CommandResult<Vec<StoredDocument>> {
+fn run_stages(
+    mut documents: Vec<StoredDocument>,
+    stages: &[Stage],
+) -> CommandResult<Vec<StoredDocument>> {
     for stage in stages {
         documents = stage.run(documents)?;
     }

@@ -25,16 +25,26 @@ pub fn sample(mut documents: Vec<StoredDocument>, size: usize) -> Vec<StoredDocu
 /// nearly equal size, never splitting documents with equal `groupBy` values. Each bucket's
 /// `_id` is `{min, max}`, where `max` is the next bucket's `min` (the last value for the last
 /// bucket).
-pub fn bucket_auto(documents: Vec<StoredDocument>, spec: &RawDocument) -> CommandResult<Vec<StoredDocument>> {
-    let group_by = Expression::parse(
-        spec.get("groupBy")?
-            .ok_or_else(|| CommandError::new(40246, "$bucketAuto requires 'groupBy' and 'buckets' to be specified"))?,
-    )?;
+pub fn bucket_auto(
+    documents: Vec<StoredDocument>,
+    spec: &RawDocument,
+) -> CommandResult<Vec<StoredDocument>> {
+    let group_by = Expression::parse(spec.get("groupBy")?.ok_or_else(|| {
+        CommandError::new(
+            40246,
+            "$bucketAuto requires 'groupBy' and 'buckets' to be specified",
+        )
+    })?)?;
     let buckets = spec
         .get("buckets")?
         .and_then(Number::from_raw)
         .map(|n| n.to_f64())
-        .ok_or_else(|| CommandError::new(40246, "$bucketAuto requires 'groupBy' and 'buckets' to be specified"))?;
+        .ok_or_else(|| {
+            CommandError::new(
+                40246,
+                "$bucketAuto requires 'groupBy' and 'buckets' to be specified",
+            )
+        })?;
     if buckets < 1.0 || buckets.fract() != 0.0 {
         return Err(CommandError::new(
             40243,
@@ -50,7 +60,12 @@ pub fn bucket_auto(documents: Vec<StoredDocument>, spec: &RawDocument) -> Comman
     let buckets = buckets as usize;
     let accumulators = match spec.get("output")? {
         Some(RawBsonRef::Document(output)) => parse_accumulators(output, &[])?,
-        Some(_) => return Err(CommandError::new(40244, "The $bucketAuto 'output' field must be an object")),
+        Some(_) => {
+            return Err(CommandError::new(
+                40244,
+                "The $bucketAuto 'output' field must be an object",
+            ))
+        }
         None => parse_accumulators(&bson::rawdoc! { "count": { "$sum": 1 } }, &[])?,
     };
     let mut keyed: Vec<(RawBson, StoredDocument)> = Vec::with_capacity(documents.len());

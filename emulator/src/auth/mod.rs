@@ -162,7 +162,11 @@ mod tests {
             conversation.client_first_bare, conversation.server_first, without_proof
         );
         let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         format!("{without_proof},p={}", BASE64.encode(proof))
     }
 
@@ -170,7 +174,10 @@ mod tests {
     fn scram_accepts_right_password_and_rejects_wrong() {
         let credential = Credential::new("alice", "secret");
         let (conversation, server_first) = start(&credential, b"n,,n=alice,r=abc").unwrap();
-        let salt = server_first.split(',').find_map(|a| a.strip_prefix("s=")).unwrap();
+        let salt = server_first
+            .split(',')
+            .find_map(|a| a.strip_prefix("s="))
+            .unwrap();
         let good = client_final("secret", &conversation, salt);
         assert!(finish(&credential, &conversation, good.as_bytes())
             .unwrap()

@@ -17,7 +17,10 @@ pub enum EventKind {
     Delete,
     Drop,
     /// A collection renamed to the given `db.collection`.
-    Rename { to_db: String, to_collection: String },
+    Rename {
+        to_db: String,
+        to_collection: String,
+    },
     DropDatabase,
 }
 
@@ -65,6 +68,8 @@ struct LogState {
     last_sequence: u64,
     last_time: Timestamp,
     capacity: usize,
+    /// Cluster time of the newest entry dropped to respect the capacity, if any was.
+    dropped_until: Option<Timestamp>,
 }
 
 /// The change log. Writers append under its mutex while still holding their collection's
@@ -87,6 +92,7 @@ impl ChangeLog {
                     increment: 0,
                 },
                 capacity,
+                dropped_until: None,
             }),
             newest,
         }
@@ -108,8 +114,12 @@ impl ChangeLog {
         state.last_time
     }
 
-    /// Records events in order and returns the cluster time of the last one.
+    /// Records events in order and returns the cluster time of the last one (the current
+    /// cluster time when there are none).
     pub fn append(&self, events: Vec<PendingEvent>) -> Timestamp {
+        if events.is_empty() {
+            return self.now();
+        }
         let mut state = self.state.lock().expect("change log lock");
         let wall_time = DateTime::now();
         for event in events {
@@ -123,7 +133,9 @@ impl ChangeLog {
             });
             state.entries.push_back(entry);
             if state.entries.len() > state.capacity {
-                state.entries.pop_front();
+                if let Some(dropped) = state.entries.pop_front() {
+                    state.dropped_until = Some(dropped.cluster_time);
+                }
             }
         }
         let (time, sequence) = (state.last_time, state.last_sequence);
@@ -170,25 +182,21 @@ impl ChangeLog {
         state.entries.iter().skip(skip).take(max).cloned().collect()
     }
 
-    /// Returns the sequence of the first retained entry at or after `time`, as a position to
-    /// read after, and whether history before `time` may have been lost.
+    /// Returns the position to read after so that reading starts with the first event at or
+    /// after `time`, and whether events at or after `time` have already been dropped.
     pub fn position_at_time(&self, time: Timestamp) -> (u64, bool) {
         let state = self.state.lock().expect("change log lock");
         let key = |t: Timestamp| (t.time, t.increment);
-        match state
+        let lost = state
+            .dropped_until
+            .is_some_and(|dropped| key(dropped) >= key(time));
+        let position = state
             .entries
             .iter()
             .find(|e| key(e.cluster_time) >= key(time))
-        {
-            Some(entry) => {
-                let oldest = state.entries.front().expect("non-empty").sequence;
-                let lost = entry.sequence == oldest
-                    && oldest > 1
-                    && key(entry.cluster_time) > key(time);
-                (entry.sequence - 1, lost)
-            }
-            None => (state.last_sequence, false),
-        }
+            .map(|e| e.sequence - 1)
+            .unwrap_or(state.last_sequence);
+        (position, lost)
     }
 
     /// Returns a receiver that changes whenever events are appended.

@@ -3,5 +3,6 @@
 pub mod diff;
 pub mod log;
 pub mod stream;
+pub mod token;
 
 pub use log::{ChangeLog, EventKind, PendingEvent};

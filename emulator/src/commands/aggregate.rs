@@ -35,14 +35,13 @@ pub fn aggregate(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             "explain is not supported by this emulator",
         ));
     }
-    let cursor_options = match body.get("cursor")? {
-        Some(RawBsonRef::Document(options)) => options,
-        _ => {
-            return Err(CommandError::failed_to_parse(
+    let cursor_options =
+        match body.get("cursor")? {
+            Some(RawBsonRef::Document(options)) => options,
+            _ => return Err(CommandError::failed_to_parse(
                 "The 'cursor' option is required, except for aggregate with the explain argument",
-            ))
-        }
-    };
+            )),
+        };
     let batch_size = batch_size_of(cursor_options.get("batchSize")?);
     reject_collation(ctx, body)?;
 
@@ -50,12 +49,19 @@ pub fn aggregate(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         if let Ok(Some(spec)) = first.get("$changeStream") {
             let spec = match spec {
                 RawBsonRef::Document(spec) => spec.to_raw_document_buf(),
-                _ => return Err(CommandError::type_mismatch("$changeStream must be an object")),
+                _ => {
+                    return Err(CommandError::type_mismatch(
+                        "$changeStream must be an object",
+                    ))
+                }
             };
             let rest: Vec<bson::RawDocumentBuf> = pipeline
                 .into_iter()
                 .skip(1)
-                .filter_map(|s| s.ok().and_then(|s| s.as_document().map(|d| d.to_raw_document_buf())))
+                .filter_map(|s| {
+                    s.ok()
+                        .and_then(|s| s.as_document().map(|d| d.to_raw_document_buf()))
+                })
                 .collect();
             return crate::changes::stream::open(ctx, collection_name, spec, rest, batch_size);
         }
@@ -79,6 +85,10 @@ pub fn aggregate(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     };
     charge_reads(ctx, &documents)?;
     let mut iter = documents.into_iter().peekable();
-    let reply = write_batch(&mut iter, "firstBatch", batch_size.unwrap_or(DEFAULT_FIRST_BATCH));
+    let reply = write_batch(
+        &mut iter,
+        "firstBatch",
+        batch_size.unwrap_or(DEFAULT_FIRST_BATCH),
+    );
     Ok(finish_cursor(ctx, reply, iter, &namespace, false))
 }

@@ -79,10 +79,7 @@ pub fn sasl_continue(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
                 "payload": binary(String::new()),
             }));
         }
-        return Err(CommandError::new(
-            17,
-            "No SASL session state found",
-        ));
+        return Err(CommandError::new(17, "No SASL session state found"));
     };
     let credential = ctx
         .state

@@ -3,7 +3,7 @@
 use bson::RawBsonRef;
 
 use super::Context;
-use crate::cursor::{Cursor, CursorSource};
+use crate::cursor::CursorSource;
 use crate::store::StoredDocument;
 use crate::wire::DocBuilder;
 
@@ -56,12 +56,7 @@ pub fn finish_cursor(
     let id = if rest.is_empty() || single_batch {
         0
     } else {
-        ctx.state.cursors.lock().expect("cursor lock").insert(Cursor {
-            namespace: namespace.to_string(),
-            source: CursorSource::Documents(rest.into_iter()),
-            remaining_limit: None,
-            owner: ctx.connection.user.clone(),
-        })
+        ctx.register_cursor(namespace, CursorSource::Documents(rest.into_iter()))
     };
     reply.append_i64("id", id);
     reply.append_str("ns", namespace);

@@ -1,9 +1,9 @@
 //! delete: statements with `limit` 0 (all matches) or 1.
 
-use bson::{RawArrayBuf, RawBsonRef};
+use bson::RawBsonRef;
 
 use super::find::{check_hint, id_document};
-use super::insert::push_write_error;
+use super::insert::WriteErrors;
 use super::update::reject_collation;
 use super::Context;
 use crate::changes::{EventKind, PendingEvent};
@@ -19,8 +19,7 @@ pub fn delete(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let ordered = ctx.optional_bool("ordered")?.unwrap_or(true);
     let statements = ctx.documents("deletes")?;
     let mut deleted = 0usize;
-    let mut write_errors = RawArrayBuf::new();
-    let mut any_error = false;
+    let mut write_errors = WriteErrors::default();
     if let Some(shared) = ctx.state.collection(&ctx.db, &collection_name) {
         let mut collection = shared.write().expect("collection lock");
         let mut events = Vec::new();
@@ -77,22 +76,16 @@ pub fn delete(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             match result {
                 Ok(n) => deleted += n,
                 Err(error) => {
-                    any_error = true;
-                    push_write_error(&mut write_errors, index, &error);
-                    if ordered {
+                    if write_errors.record(index, &error, ordered) {
                         break;
                     }
                 }
             }
         }
-        if !events.is_empty() {
-            ctx.state.changes.append(events);
-        }
+        ctx.state.changes.append(events);
     }
     let mut reply = DocBuilder::with_reply_prefix();
     reply.append_i32("n", deleted as i32);
-    if any_error {
-        reply.append_value("writeErrors", RawBsonRef::Array(&write_errors));
-    }
+    write_errors.append_to(&mut reply);
     Ok(reply)
 }

@@ -2,9 +2,7 @@
 
 use bson::{rawdoc, RawArrayBuf, RawBsonRef, RawDocument};
 
-use super::cursor_reply::{
-    batch_size_of, finish_cursor, write_batch, DEFAULT_FIRST_BATCH,
-};
+use super::cursor_reply::{batch_size_of, finish_cursor, write_batch, DEFAULT_FIRST_BATCH};
 use super::Context;
 use crate::cursor::CursorSource;
 use crate::error::{code, CommandError, CommandResult};
@@ -17,7 +15,10 @@ use crate::store::{Collection, StoredDocument};
 use crate::wire::DocBuilder;
 
 /// Checks that a `hint` names an index of the collection, by name or key pattern.
-pub fn check_hint(collection: Option<&Collection>, hint: Option<RawBsonRef<'_>>) -> CommandResult<()> {
+pub fn check_hint(
+    collection: Option<&Collection>,
+    hint: Option<RawBsonRef<'_>>,
+) -> CommandResult<()> {
     let Some(hint) = hint else {
         return Ok(());
     };
@@ -51,7 +52,10 @@ pub fn charge_reads(ctx: &Context<'_>, documents: &[StoredDocument]) -> CommandR
     if ctx.personality() != crate::Personality::CosmosRu {
         return Ok(());
     }
-    let units: f64 = documents.iter().map(|d| read_charge(d.as_bytes().len())).sum();
+    let units: f64 = documents
+        .iter()
+        .map(|d| read_charge(d.as_bytes().len()))
+        .sum();
     ctx.state.request_units.charge(&ctx.name, units.max(1.0))
 }
 
@@ -112,7 +116,9 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     // The cosmos-ru budget is charged for the whole result up front, so a throttled find
     // returns no batch at all.
     charge_reads(ctx, &documents)?;
-    let first_batch = batch_size.unwrap_or(DEFAULT_FIRST_BATCH).min(limit.unwrap_or(usize::MAX));
+    let first_batch = batch_size
+        .unwrap_or(DEFAULT_FIRST_BATCH)
+        .min(limit.unwrap_or(usize::MAX));
     let mut iter = documents.into_iter().peekable();
     let reply = write_batch(&mut iter, "firstBatch", first_batch);
     Ok(finish_cursor(ctx, reply, iter, &namespace, single_batch))
@@ -168,10 +174,14 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             "Requested getMore on namespace '{namespace}', but cursor belongs to a different namespace {}",
             cursor.namespace
         );
-        ctx.state.cursors.lock().expect("cursor lock").restore(id, cursor);
+        ctx.state
+            .cursors
+            .lock()
+            .expect("cursor lock")
+            .restore(id, cursor);
         return Err(CommandError::new(code::UNAUTHORIZED, message));
     }
-    let (reply, exhausted) = match &mut cursor.source {
+    let outcome = match &mut cursor.source {
         CursorSource::Documents(documents) => {
             let mut iter = std::mem::take(documents).peekable();
             let mut reply = write_batch(&mut iter, "nextBatch", batch_size);
@@ -181,15 +191,30 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             reply.append_i64("id", if exhausted { 0 } else { id });
             reply.append_str("ns", &namespace);
             reply.end();
-            (reply, exhausted)
+            Ok((reply, exhausted))
         }
         CursorSource::ChangeStream(stream) => {
-            let reply = crate::changes::stream::get_more(ctx, stream, id, batch_size, max_time_ms).await?;
-            (reply, false)
+            crate::changes::stream::get_more(ctx, stream, id, batch_size, max_time_ms).await
+        }
+    };
+    // A change stream whose getMore failed stays open, so the client may retry or kill it.
+    let (reply, exhausted) = match outcome {
+        Ok(result) => result,
+        Err(error) => {
+            ctx.state
+                .cursors
+                .lock()
+                .expect("cursor lock")
+                .restore(id, cursor);
+            return Err(error);
         }
     };
     if !exhausted {
-        ctx.state.cursors.lock().expect("cursor lock").restore(id, cursor);
+        ctx.state
+            .cursors
+            .lock()
+            .expect("cursor lock")
+            .restore(id, cursor);
     }
     Ok(reply)
 }
@@ -250,7 +275,10 @@ pub fn count(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             let collection = shared.read().expect("collection lock");
             check_hint(Some(&collection), hint)?;
             if matches!(filter, Filter::And(ref c) if c.is_empty()) {
-                collection.len().saturating_sub(skip).min(limit.unwrap_or(usize::MAX))
+                collection
+                    .len()
+                    .saturating_sub(skip)
+                    .min(limit.unwrap_or(usize::MAX))
             } else {
                 select(
                     &collection,

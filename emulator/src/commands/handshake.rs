@@ -118,6 +118,9 @@ pub fn last_request_statistics(ctx: &mut Context<'_>) -> CommandResult<DocBuilde
         "RequestCharge": charge,
         "RequestDurationInMilliSeconds": 0i64,
     };
-    reply.append_ref("ActivityId", RawBsonRef::String("00000000-0000-0000-0000-000000000000"));
+    reply.append_ref(
+        "ActivityId",
+        RawBsonRef::String("00000000-0000-0000-0000-000000000000"),
+    );
     Ok(DocBuilder::from_document(&reply))
 }

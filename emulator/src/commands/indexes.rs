@@ -63,13 +63,12 @@ fn validate_spec(ctx: &Context<'_>, spec: &RawDocument) -> CommandResult<()> {
             "Index option 'collation' is not supported on Azure Cosmos DB for MongoDB (vCore)",
         ));
     }
-    if key.get("_id")?.is_some() && key.iter().count() == 1 {
-        if matches!(spec.get("unique")?, Some(RawBsonRef::Boolean(_))) {
-            return Err(CommandError::new(
-                code::INVALID_OPTIONS,
-                "The field 'unique' is not valid for an _id index specification",
-            ));
-        }
+    let id_only = key.get("_id")?.is_some() && key.iter().count() == 1;
+    if id_only && matches!(spec.get("unique")?, Some(RawBsonRef::Boolean(_))) {
+        return Err(CommandError::new(
+            code::INVALID_OPTIONS,
+            "The field 'unique' is not valid for an _id index specification",
+        ));
     }
     Ok(())
 }
@@ -98,7 +97,9 @@ pub fn create_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let name = ctx.collection_name()?;
     let specs = ctx.documents("indexes")?;
     if specs.is_empty() {
-        return Err(CommandError::bad_value("Must specify at least one index to create"));
+        return Err(CommandError::bad_value(
+            "Must specify at least one index to create",
+        ));
     }
     for spec in &specs {
         validate_spec(ctx, spec)?;
@@ -107,7 +108,10 @@ pub fn create_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let shared = ctx.state.collection_or_create(&ctx.db, &name)?;
     let mut collection = shared.write().expect("collection lock");
     if ctx.personality() == Personality::CosmosRu && !collection.is_empty() {
-        if let Some(spec) = specs.iter().find(|s| matches!(s.get("unique"), Ok(Some(RawBsonRef::Boolean(true))))) {
+        if let Some(spec) = specs
+            .iter()
+            .find(|s| matches!(s.get("unique"), Ok(Some(RawBsonRef::Boolean(true)))))
+        {
             let _ = spec;
             return Err(CommandError::new(
                 code::CANNOT_CREATE_INDEX,
@@ -136,7 +140,10 @@ pub fn create_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             .find(|i| i.key.as_bytes() == index.key.as_bytes())
         {
             let message = if same_options(existing, spec) || existing.unique == index.unique {
-                format!("Index already exists with a different name: {}", existing.name)
+                format!(
+                    "Index already exists with a different name: {}",
+                    existing.name
+                )
             } else {
                 format!(
                     "An index with the same key pattern but different options already exists: {}",
@@ -171,7 +178,10 @@ pub fn drop_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let mut collection = shared.write().expect("collection lock");
     let was = collection.indexes.len();
     let target = ctx.body().get("index")?.ok_or_else(|| {
-        CommandError::new(40414, "BSON field 'dropIndexes.index' is missing but a required field")
+        CommandError::new(
+            40414,
+            "BSON field 'dropIndexes.index' is missing but a required field",
+        )
     })?;
     let mut names: Vec<String> = Vec::new();
     match target {
@@ -202,11 +212,18 @@ pub fn drop_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
                 }
             }
         }
-        _ => return Err(CommandError::type_mismatch("'index' must be a string, array or object")),
+        _ => {
+            return Err(CommandError::type_mismatch(
+                "'index' must be a string, array or object",
+            ))
+        }
     }
     for index_name in &names {
         if index_name == "_id_" {
-            return Err(CommandError::new(code::INVALID_OPTIONS, "cannot drop _id index"));
+            return Err(CommandError::new(
+                code::INVALID_OPTIONS,
+                "cannot drop _id index",
+            ));
         }
         if !collection.indexes.iter().any(|i| &i.name == index_name) {
             return Err(CommandError::new(

@@ -66,22 +66,40 @@ pub fn prepare_for_insert(
     Ok(prepared)
 }
 
-/// Appends one `writeErrors` entry.
-pub fn push_write_error(errors: &mut RawArrayBuf, index: usize, error: &CommandError) {
-    let mut entry = rawdoc! {
-        "index": index as i32,
-        "code": error.code,
-        "errmsg": error.message.as_str(),
-    };
-    if !error.code_name.is_empty() {
-        entry.append("codeName", error.code_name.as_str());
+/// The `writeErrors` array of a write command's reply.
+#[derive(Default)]
+pub struct WriteErrors {
+    entries: RawArrayBuf,
+    count: usize,
+}
+
+impl WriteErrors {
+    /// Records the failure of statement `index`. Returns true when an ordered batch must stop.
+    pub fn record(&mut self, index: usize, error: &CommandError, ordered: bool) -> bool {
+        let mut entry = rawdoc! {
+            "index": index as i32,
+            "code": error.code,
+            "errmsg": error.message.as_str(),
+        };
+        if !error.code_name.is_empty() {
+            entry.append("codeName", error.code_name.as_str());
+        }
+        if let Some(extra) = &error.extra {
+            for (key, value) in extra.iter().flatten() {
+                entry.append_ref(key, value);
+            }
+        }
+        self.entries.push(entry);
+        self.count += 1;
+        ordered
     }
-    if let Some(extra) = &error.extra {
-        for (key, value) in extra.iter().flatten() {
-            entry.append_ref(key, value);
+
+    /// Adds `writeErrors` to the reply when any statement failed.
+    pub fn append_to(&self, reply: &mut DocBuilder) {
+        if self.count > 0 {
+            reply.append_value("writeErrors", bson::RawBsonRef::Array(&self.entries));
         }
     }
-    errors.push(entry);
 }
 
 pub fn insert(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
@@ -101,8 +119,7 @@ pub fn insert(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let shared = ctx.state.collection_or_create(&ctx.db, &collection_name)?;
     let throttled = ctx.personality() == Personality::CosmosRu;
     let mut inserted = 0usize;
-    let mut write_errors = RawArrayBuf::new();
-    let mut error_count = 0usize;
+    let mut write_errors = WriteErrors::default();
     let mut events = Vec::with_capacity(documents.len());
     {
         let mut collection = shared.write().expect("collection lock");
@@ -127,22 +144,16 @@ pub fn insert(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
                     });
                 }
                 Err(error) => {
-                    error_count += 1;
-                    push_write_error(&mut write_errors, index, &error);
-                    if ordered {
+                    if write_errors.record(index, &error, ordered) {
                         break;
                     }
                 }
             }
         }
-        if !events.is_empty() {
-            ctx.state.changes.append(events);
-        }
+        ctx.state.changes.append(events);
     }
     let mut reply = DocBuilder::with_reply_prefix();
     reply.append_i32("n", inserted as i32);
-    if error_count > 0 {
-        reply.append_value("writeErrors", bson::RawBsonRef::Array(&write_errors));
-    }
+    write_errors.append_to(&mut reply);
     Ok(reply)
 }

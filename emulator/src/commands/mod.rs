@@ -16,6 +16,9 @@ mod update;
 
 use std::sync::Arc;
 
+pub use cursor_reply::MAX_BATCH_BYTES;
+pub use find::id_document;
+
 use bson::{RawBsonRef, RawDocument};
 
 use crate::auth::ScramConversation;
@@ -69,10 +72,7 @@ impl<'a> Context<'a> {
             }
             _ => Err(CommandError::new(
                 code::INVALID_NAMESPACE,
-                format!(
-                    "collection name has invalid type for command {}",
-                    self.name
-                ),
+                format!("collection name has invalid type for command {}", self.name),
             )),
         }
     }
@@ -142,6 +142,19 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Registers an open cursor for this connection's user and returns its id.
+    pub fn register_cursor(&self, namespace: &str, source: crate::cursor::CursorSource) -> i64 {
+        self.state
+            .cursors
+            .lock()
+            .expect("cursor lock")
+            .insert(crate::cursor::Cursor {
+                namespace: namespace.to_string(),
+                source,
+                owner: self.connection.user.clone(),
+            })
+    }
+
     pub fn optional_bool(&self, field: &str) -> CommandResult<Option<bool>> {
         match self.body().get(field)? {
             None => Ok(None),
@@ -156,8 +169,17 @@ impl<'a> Context<'a> {
 fn allowed_without_auth(name: &str) -> bool {
     matches!(
         name,
-        "hello" | "isMaster" | "ismaster" | "saslStart" | "saslContinue" | "ping" | "buildInfo"
-            | "buildinfo" | "endSessions" | "getnonce" | "whatsmyuri"
+        "hello"
+            | "isMaster"
+            | "ismaster"
+            | "saslStart"
+            | "saslContinue"
+            | "ping"
+            | "buildInfo"
+            | "buildinfo"
+            | "endSessions"
+            | "getnonce"
+            | "whatsmyuri"
     )
 }
 
@@ -205,10 +227,7 @@ pub async fn handle(
             }
         },
     };
-    if state.options.user.is_some()
-        && connection.user.is_none()
-        && !allowed_without_auth(&name)
-    {
+    if state.options.user.is_some() && connection.user.is_none() && !allowed_without_auth(&name) {
         return Outcome::Reply(finish_error(
             state,
             CommandError::new(
@@ -217,7 +236,11 @@ pub async fn handle(
             ),
         ));
     }
-    let collection = body.iter().next().and_then(|e| e.ok()).and_then(|(_, v)| v.as_str());
+    let collection = body
+        .iter()
+        .next()
+        .and_then(|e| e.ok())
+        .and_then(|(_, v)| v.as_str());
     let namespace = collection.map(|c| format!("{db}.{c}"));
     let injection = if name == "configureFailPoint" {
         None

@@ -76,7 +76,12 @@ pub fn list_collections(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         catalog
             .databases
             .get(&ctx.db)
-            .map(|d| d.collections.iter().map(|(n, c)| (n.clone(), c.clone())).collect())
+            .map(|d| {
+                d.collections
+                    .iter()
+                    .map(|(n, c)| (n.clone(), c.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut entries = Vec::new();
@@ -111,7 +116,10 @@ pub fn create(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     for element in ctx.body().iter().skip(1) {
         let (key, value) = element?;
         if key.starts_with('$')
-            || matches!(key, "lsid" | "txnNumber" | "writeConcern" | "comment" | "apiVersion")
+            || matches!(
+                key,
+                "lsid" | "txnNumber" | "writeConcern" | "comment" | "apiVersion"
+            )
         {
             continue;
         }
@@ -132,7 +140,8 @@ pub fn create(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let mut catalog = ctx.state.catalog.write().expect("catalog lock");
     if let Some(existing) = catalog.collection(&ctx.db, &name) {
         // Since MongoDB 7.0, creating an existing collection with the same options succeeds.
-        let same = existing.read().expect("collection lock").options.as_bytes() == options.as_bytes();
+        let same =
+            existing.read().expect("collection lock").options.as_bytes() == options.as_bytes();
         if same && ctx.personality() != Personality::CosmosRu {
             return Ok(DocBuilder::with_reply_prefix());
         }
@@ -267,7 +276,9 @@ pub fn rename_collection(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             update_description: None,
         });
     }
-    let moved = catalog.drop_collection(&from_db, &from).expect("checked above");
+    let moved = catalog
+        .drop_collection(&from_db, &from)
+        .expect("checked above");
     moved.write().expect("collection lock").namespace = format!("{to_db}.{to}");
     catalog
         .databases

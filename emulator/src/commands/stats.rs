@@ -31,7 +31,7 @@ pub fn coll_stats(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         "ns": namespace.as_str(),
         "size": size as i64,
         "count": count as i64,
-        "avgObjSize": if count == 0 { 0 } else { (size / count) as i64 },
+        "avgObjSize": size.checked_div(count).unwrap_or(0) as i64,
         "storageSize": size as i64,
         "nindexes": collection.indexes.len() as i32,
         "totalIndexSize": index_size as i64 * collection.indexes.len() as i64,

@@ -30,7 +30,9 @@ pub fn shard_collection(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     require_admin(ctx)?;
     let body = ctx.body();
     let Some(RawBsonRef::String(namespace)) = body.get("shardCollection")? else {
-        return Err(CommandError::type_mismatch("'shardCollection' must be a namespace string"));
+        return Err(CommandError::type_mismatch(
+            "'shardCollection' must be a namespace string",
+        ));
     };
     if !namespace.contains('.') {
         return Err(CommandError::new(
@@ -48,7 +50,11 @@ pub fn shard_collection(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             recorded.append_ref(key, value);
         }
     }
-    ctx.state.recorded.lock().expect("recorded lock").push(recorded);
+    ctx.state
+        .recorded
+        .lock()
+        .expect("recorded lock")
+        .push(recorded);
     let mut reply = DocBuilder::with_reply_prefix();
     reply.append_str("collectionsharded", namespace);
     Ok(reply)

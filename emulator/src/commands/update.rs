@@ -3,7 +3,7 @@
 use bson::{rawdoc, RawArrayBuf, RawBsonRef, RawDocument, RawDocumentBuf};
 
 use super::find::check_hint;
-use super::insert::{prepare_for_insert, push_write_error};
+use super::insert::{prepare_for_insert, WriteErrors};
 use super::Context;
 use crate::changes::diff::update_description;
 use crate::changes::{EventKind, PendingEvent};
@@ -59,7 +59,11 @@ fn update_one_statement(
 ) -> CommandResult<Outcome> {
     let filter = match statement.get("q")? {
         Some(RawBsonRef::Document(q)) => Filter::parse(q)?,
-        _ => return Err(CommandError::failed_to_parse("update statement needs a 'q' object")),
+        _ => {
+            return Err(CommandError::failed_to_parse(
+                "update statement needs a 'q' object",
+            ))
+        }
     };
     let update = Update::parse(
         statement
@@ -106,7 +110,10 @@ fn update_one_statement(
         let (kind, description) = if update.is_replacement() {
             (EventKind::Replace, None)
         } else {
-            (EventKind::Update, Some(update_description(&current, &stored)))
+            (
+                EventKind::Update,
+                Some(update_description(&current, &stored)),
+            )
         };
         events.push(PendingEvent {
             db: ctx.db.clone(),
@@ -176,13 +183,18 @@ pub fn update(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let mut modified = 0usize;
     let mut upserted = RawArrayBuf::new();
     let mut any_upserted = false;
-    let mut write_errors = RawArrayBuf::new();
-    let mut any_error = false;
+    let mut write_errors = WriteErrors::default();
     {
         let mut collection = shared.write().expect("collection lock");
         let mut events = Vec::new();
         for (index, statement) in statements.iter().enumerate() {
-            match update_one_statement(ctx, &collection_name, &mut collection, statement, &mut events) {
+            match update_one_statement(
+                ctx,
+                &collection_name,
+                &mut collection,
+                statement,
+                &mut events,
+            ) {
                 Ok(outcome) => {
                     matched += outcome.matched;
                     modified += outcome.modified;
@@ -195,17 +207,13 @@ pub fn update(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
                     }
                 }
                 Err(error) => {
-                    any_error = true;
-                    push_write_error(&mut write_errors, index, &error);
-                    if ordered {
+                    if write_errors.record(index, &error, ordered) {
                         break;
                     }
                 }
             }
         }
-        if !events.is_empty() {
-            ctx.state.changes.append(events);
-        }
+        ctx.state.changes.append(events);
     }
     let mut reply = DocBuilder::with_reply_prefix();
     reply.append_i32("n", matched as i32);
@@ -213,8 +221,6 @@ pub fn update(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     if any_upserted {
         reply.append_value("upserted", RawBsonRef::Array(&upserted));
     }
-    if any_error {
-        reply.append_value("writeErrors", RawBsonRef::Array(&write_errors));
-    }
+    write_errors.append_to(&mut reply);
     Ok(reply)
 }

@@ -168,9 +168,10 @@ pub fn parse_field_value(value: RawBsonRef<'_>) -> CommandResult<Vec<Predicate>>
         RawBsonRef::Document(document) if is_operator_document(document) => {
             parse_operators(document)
         }
-        RawBsonRef::RegularExpression(regex) => {
-            Ok(vec![Predicate::Regex(compile_regex(regex.pattern, regex.options)?)])
-        }
+        RawBsonRef::RegularExpression(regex) => Ok(vec![Predicate::Regex(compile_regex(
+            regex.pattern,
+            regex.options,
+        )?)]),
         other => Ok(vec![Predicate::Compare(CompareOp::Eq, other.to_raw_bson())]),
     }
 }
@@ -236,7 +237,9 @@ fn parse_operators(document: &RawDocument) -> CommandResult<Vec<Predicate>> {
             }
             "$comment" => continue,
             other => {
-                return Err(CommandError::bad_value(format!("unknown operator: {other}")));
+                return Err(CommandError::bad_value(format!(
+                    "unknown operator: {other}"
+                )));
             }
         };
         predicates.push(predicate);
@@ -246,7 +249,9 @@ fn parse_operators(document: &RawDocument) -> CommandResult<Vec<Predicate>> {
 
 fn parse_in_list(operator: &str, value: RawBsonRef<'_>) -> CommandResult<Vec<InItem>> {
     let RawBsonRef::Array(array) = value else {
-        return Err(CommandError::bad_value(format!("{operator} needs an array")));
+        return Err(CommandError::bad_value(format!(
+            "{operator} needs an array"
+        )));
     };
     let mut items = Vec::new();
     for item in array {
@@ -330,7 +335,11 @@ fn parse_size(value: RawBsonRef<'_>) -> CommandResult<usize> {
 fn parse_mod(value: RawBsonRef<'_>) -> CommandResult<Predicate> {
     let array = match value {
         RawBsonRef::Array(array) => array,
-        _ => return Err(CommandError::bad_value("malformed mod, needs to be an array")),
+        _ => {
+            return Err(CommandError::bad_value(
+                "malformed mod, needs to be an array",
+            ))
+        }
     };
     let items: Vec<f64> = array
         .into_iter()
@@ -367,9 +376,8 @@ pub fn compile_regex(pattern: &str, options: &str) -> CommandResult<Regex> {
     } else {
         format!("(?{flags}){pattern}")
     };
-    Regex::new(&source).map_err(|e| {
-        CommandError::new(51091, format!("Regular expression is invalid: {e}"))
-    })
+    Regex::new(&source)
+        .map_err(|e| CommandError::new(51091, format!("Regular expression is invalid: {e}")))
 }
 
 /// Evaluates `value op operand` with MongoDB's type bracketing: values of different canonical
@@ -440,9 +448,7 @@ fn type_matches(spec: TypeSpec, value: RawBsonRef<'_>) -> bool {
 
 fn in_item_matches(item: &InItem, value: RawBsonRef<'_>) -> bool {
     match item {
-        InItem::Value(operand) => {
-            compare_matches(CompareOp::Eq, value, operand.as_raw_bson_ref())
-        }
+        InItem::Value(operand) => compare_matches(CompareOp::Eq, value, operand.as_raw_bson_ref()),
         InItem::Regex(regex) => regex_matches(regex, value),
     }
 }
@@ -455,9 +461,9 @@ fn regex_matches(regex: &Regex, value: RawBsonRef<'_>) -> bool {
 }
 
 fn matches_missing_as_null(items: &[InItem]) -> bool {
-    items.iter().any(|item| {
-        matches!(item, InItem::Value(v) if matches!(v, RawBson::Null))
-    })
+    items
+        .iter()
+        .any(|item| matches!(item, InItem::Value(v) if matches!(v, RawBson::Null)))
 }
 
 impl Predicate {
@@ -548,8 +554,14 @@ mod tests {
 
     #[test]
     fn range_operators_are_type_bracketed() {
-        assert!(!matches(rawdoc! { "a": { "$gte": 5 } }, rawdoc! { "a": "x" }));
-        assert!(matches(rawdoc! { "a": { "$gte": 5 } }, rawdoc! { "a": 5.5 }));
+        assert!(!matches(
+            rawdoc! { "a": { "$gte": 5 } },
+            rawdoc! { "a": "x" }
+        ));
+        assert!(matches(
+            rawdoc! { "a": { "$gte": 5 } },
+            rawdoc! { "a": 5.5 }
+        ));
         assert!(matches(
             rawdoc! { "a": { "$gte": bson::RawBson::MinKey } },
             rawdoc! { "a": "x" }
@@ -566,24 +578,48 @@ mod tests {
 
     #[test]
     fn nan_matches_only_inclusive_nan() {
-        assert!(!matches(rawdoc! { "a": { "$lt": 0 } }, rawdoc! { "a": f64::NAN }));
-        assert!(matches(rawdoc! { "a": f64::NAN }, rawdoc! { "a": f64::NAN }));
-        assert!(matches(rawdoc! { "a": { "$gte": f64::NAN } }, rawdoc! { "a": f64::NAN }));
-        assert!(!matches(rawdoc! { "a": { "$gt": f64::NAN } }, rawdoc! { "a": f64::NAN }));
+        assert!(!matches(
+            rawdoc! { "a": { "$lt": 0 } },
+            rawdoc! { "a": f64::NAN }
+        ));
+        assert!(matches(
+            rawdoc! { "a": f64::NAN },
+            rawdoc! { "a": f64::NAN }
+        ));
+        assert!(matches(
+            rawdoc! { "a": { "$gte": f64::NAN } },
+            rawdoc! { "a": f64::NAN }
+        ));
+        assert!(!matches(
+            rawdoc! { "a": { "$gt": f64::NAN } },
+            rawdoc! { "a": f64::NAN }
+        ));
     }
 
     #[test]
     fn null_matches_missing_and_arrays_match_elements() {
-        assert!(matches(rawdoc! { "a": bson::RawBson::Null }, rawdoc! { "b": 1 }));
+        assert!(matches(
+            rawdoc! { "a": bson::RawBson::Null },
+            rawdoc! { "b": 1 }
+        ));
         assert!(matches(rawdoc! { "a": 2 }, rawdoc! { "a": [1, 2, 3] }));
-        assert!(matches(rawdoc! { "a": [1, 2] }, rawdoc! { "a": [[1, 2], 3] }));
-        assert!(!matches(rawdoc! { "a": { "$ne": 2 } }, rawdoc! { "a": [1, 2] }));
+        assert!(matches(
+            rawdoc! { "a": [1, 2] },
+            rawdoc! { "a": [[1, 2], 3] }
+        ));
+        assert!(!matches(
+            rawdoc! { "a": { "$ne": 2 } },
+            rawdoc! { "a": [1, 2] }
+        ));
     }
 
     #[test]
     fn logical_operators_combine() {
         let filter = rawdoc! { "$or": [ { "a": 1 }, { "b": { "$exists": true } } ] };
-        assert!(matches(filter.clone(), rawdoc! { "b": bson::RawBson::Null }));
+        assert!(matches(
+            filter.clone(),
+            rawdoc! { "b": bson::RawBson::Null }
+        ));
         assert!(!matches(filter, rawdoc! { "a": 2 }));
         assert!(matches(
             rawdoc! { "a": { "$not": { "$gt": 5 } } },

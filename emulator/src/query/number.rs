@@ -22,8 +22,14 @@ pub enum Number {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Decimal {
     NaN,
-    Infinity { negative: bool },
-    Finite { negative: bool, coefficient: u128, exponent: i32 },
+    Infinity {
+        negative: bool,
+    },
+    Finite {
+        negative: bool,
+        coefficient: u128,
+        exponent: i32,
+    },
 }
 
 const DECIMAL_EXPONENT_BIAS: i32 = 6176;
@@ -175,8 +181,14 @@ fn compare_int_double(int: i64, double: f64) -> Ordering {
 
 /// An exact finite value `sign * mantissa * 2^exp2 * 10^exp10`, or an infinity.
 enum Exact {
-    Infinite { negative: bool },
-    Finite { mantissa: BigInt, exp2: i32, exp10: i32 },
+    Infinite {
+        negative: bool,
+    },
+    Finite {
+        mantissa: BigInt,
+        exp2: i32,
+        exp10: i32,
+    },
 }
 
 fn to_exact(number: Number) -> Exact {
@@ -293,10 +305,22 @@ mod tests {
 
     #[test]
     fn fractions_and_extremes_against_ints() {
-        assert_eq!(Number::Int(2).total_cmp(Number::Double(2.5)), Ordering::Less);
-        assert_eq!(Number::Int(-2).total_cmp(Number::Double(-2.5)), Ordering::Greater);
-        assert_eq!(Number::Int(i64::MAX).total_cmp(Number::Double(9.3e18)), Ordering::Less);
-        assert_eq!(Number::Int(i64::MIN).total_cmp(Number::Double(-9.3e18)), Ordering::Greater);
+        assert_eq!(
+            Number::Int(2).total_cmp(Number::Double(2.5)),
+            Ordering::Less
+        );
+        assert_eq!(
+            Number::Int(-2).total_cmp(Number::Double(-2.5)),
+            Ordering::Greater
+        );
+        assert_eq!(
+            Number::Int(i64::MAX).total_cmp(Number::Double(9.3e18)),
+            Ordering::Less
+        );
+        assert_eq!(
+            Number::Int(i64::MIN).total_cmp(Number::Double(-9.3e18)),
+            Ordering::Greater
+        );
         assert_eq!(
             Number::Int(5).total_cmp(Number::Double(f64::INFINITY)),
             Ordering::Less
@@ -306,7 +330,10 @@ mod tests {
     #[test]
     fn nan_sorts_below_everything() {
         let nan = Number::Double(f64::NAN);
-        assert_eq!(nan.total_cmp(Number::Double(f64::NEG_INFINITY)), Ordering::Less);
+        assert_eq!(
+            nan.total_cmp(Number::Double(f64::NEG_INFINITY)),
+            Ordering::Less
+        );
         assert_eq!(nan.total_cmp(Number::Double(f64::NAN)), Ordering::Equal);
         let decimal_nan = Number::Decimal(Decimal::NaN);
         assert_eq!(decimal_nan.total_cmp(nan), Ordering::Equal);
@@ -315,15 +342,24 @@ mod tests {
     #[test]
     fn decimal_compares_exactly() {
         // 0.1 as a decimal is exactly one tenth; the double 0.1 is slightly above it.
-        assert_eq!(dec(false, 1, -1).total_cmp(Number::Double(0.1)), Ordering::Less);
-        assert_eq!(dec(false, 25, -1).total_cmp(Number::Double(2.5)), Ordering::Equal);
+        assert_eq!(
+            dec(false, 1, -1).total_cmp(Number::Double(0.1)),
+            Ordering::Less
+        );
+        assert_eq!(
+            dec(false, 25, -1).total_cmp(Number::Double(2.5)),
+            Ordering::Equal
+        );
         assert_eq!(dec(false, 3, 0).total_cmp(Number::Int(3)), Ordering::Equal);
         assert_eq!(dec(true, 3, 0).total_cmp(Number::Int(-2)), Ordering::Less);
         assert_eq!(
             dec(false, 9_007_199_254_740_993, 0).total_cmp(Number::Double(9_007_199_254_740_992.0)),
             Ordering::Greater
         );
-        assert_eq!(dec(false, 1, 400).total_cmp(Number::Double(f64::MAX)), Ordering::Greater);
+        assert_eq!(
+            dec(false, 1, 400).total_cmp(Number::Double(f64::MAX)),
+            Ordering::Greater
+        );
     }
 
     #[test]

@@ -241,16 +241,29 @@ mod tests {
         assert_eq!(compare_documents(&a, &b), Ordering::Less);
         assert_eq!(compare_documents(&a, &c), Ordering::Less);
         let d = rawdoc! { "a": "x" };
-        assert_eq!(compare_documents(&a, &d), Ordering::Less, "number ranks below string");
+        assert_eq!(
+            compare_documents(&a, &d),
+            Ordering::Less,
+            "number ranks below string"
+        );
     }
 
     #[test]
     fn binary_compares_length_first() {
-        let short = Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![9] };
-        let long = Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0, 0] };
+        let short = Binary {
+            subtype: bson::spec::BinarySubtype::Generic,
+            bytes: vec![9],
+        };
+        let long = Binary {
+            subtype: bson::spec::BinarySubtype::Generic,
+            bytes: vec![0, 0],
+        };
         let doc = rawdoc! { "s": short, "l": long };
         assert_eq!(
-            compare(doc.get("s").unwrap().unwrap(), doc.get("l").unwrap().unwrap()),
+            compare(
+                doc.get("s").unwrap().unwrap(),
+                doc.get("l").unwrap().unwrap()
+            ),
             Ordering::Less
         );
     }

@@ -14,7 +14,9 @@ use crate::store::collection::smallest_of_rank;
 use crate::store::{Collection, StoredDocument};
 
 /// Canonical type ranks in BSON order, to find the rank after a given one.
-const RANKS: [i32; 17] = [-1, 0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 47, 50, 55, 60, 65, 127];
+const RANKS: [i32; 17] = [
+    -1, 0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 47, 50, 55, 60, 65, 127,
+];
 
 fn next_rank(rank: i32) -> Option<i32> {
     RANKS.iter().copied().find(|r| *r > rank)

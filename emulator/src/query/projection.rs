@@ -79,7 +79,9 @@ fn parse_slice(value: RawBsonRef<'_>) -> CommandResult<Node> {
                 skip: count,
                 limit: None,
             }),
-            None => Err(CommandError::bad_value("$slice only supports numbers and [skip, limit] arrays")),
+            None => Err(CommandError::bad_value(
+                "$slice only supports numbers and [skip, limit] arrays",
+            )),
         },
     }
 }
@@ -114,7 +116,9 @@ impl Projection {
                     Some(("$elemMatch", _)) | Some(("$meta", _)) => {
                         return Err(CommandError::new(
                             2,
-                            format!("projection operator on '{path}' is not supported by this emulator"),
+                            format!(
+                                "projection operator on '{path}' is not supported by this emulator"
+                            ),
                         ))
                     }
                     Some((key, _)) if key.starts_with('$') => {
@@ -204,7 +208,11 @@ fn slice_array(value: RawBsonRef<'_>, skip: i64, limit: Option<i64>) -> RawBson 
         // {$slice: -n} keeps the last n elements.
         None => ((len + skip).max(0), len),
         Some(limit) => {
-            let start = if skip < 0 { (len + skip).max(0) } else { skip.min(len) };
+            let start = if skip < 0 {
+                (len + skip).max(0)
+            } else {
+                skip.min(len)
+            };
             (start, limit)
         }
     };
@@ -287,7 +295,9 @@ fn exclude_node(
         Node::Include | Node::Computed(_) => Some(value.to_raw_bson()),
         Node::Slice { skip, limit } => Some(slice_array(value, *skip, *limit)),
         Node::Fields(children) => Some(match value {
-            RawBsonRef::Document(inner) => RawBson::Document(exclude_fields(root, inner, children)?),
+            RawBsonRef::Document(inner) => {
+                RawBson::Document(exclude_fields(root, inner, children)?)
+            }
             RawBsonRef::Array(array) => {
                 let mut nested = RawArrayBuf::new();
                 for item in array.into_iter().flatten() {

@@ -22,8 +22,8 @@ impl SortSpec {
         for element in spec.iter() {
             let (path, value) = element?;
             let direction = match Number::from_raw(value).map(|n| n.to_f64()) {
-                Some(d) if d == 1.0 => true,
-                Some(d) if d == -1.0 => false,
+                Some(1.0) => true,
+                Some(-1.0) => false,
                 _ => {
                     if let RawBsonRef::Document(_) = value {
                         return Err(CommandError::new(
@@ -149,11 +149,21 @@ mod tests {
         ];
         let spec = SortSpec::parse(&rawdoc! { "a": 1 }).unwrap();
         spec.sort(&mut documents);
-        let ids: Vec<i32> = documents.iter().map(|d| d.get_i32("_id").unwrap()).collect();
-        assert_eq!(ids, vec![3, 1, 2], "missing sorts as null, then min element 1, then 3");
+        let ids: Vec<i32> = documents
+            .iter()
+            .map(|d| d.get_i32("_id").unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![3, 1, 2],
+            "missing sorts as null, then min element 1, then 3"
+        );
         let spec = SortSpec::parse(&rawdoc! { "a": -1 }).unwrap();
         spec.sort(&mut documents);
-        let ids: Vec<i32> = documents.iter().map(|d| d.get_i32("_id").unwrap()).collect();
+        let ids: Vec<i32> = documents
+            .iter()
+            .map(|d| d.get_i32("_id").unwrap())
+            .collect();
         assert_eq!(ids, vec![1, 2, 3], "max element 5 sorts first descending");
     }
 }

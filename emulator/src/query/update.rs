@@ -89,7 +89,9 @@ impl Update {
                 if path.contains(".$") || path == "$" {
                     return Err(CommandError::new(
                         code::COMMAND_NOT_SUPPORTED,
-                        format!("positional update path '{path}' is not supported by this emulator"),
+                        format!(
+                            "positional update path '{path}' is not supported by this emulator"
+                        ),
                     ));
                 }
                 let mut touched = vec![path.to_string()];
@@ -105,7 +107,9 @@ impl Update {
                     if let Some(other) = paths.iter().find(|p| paths_conflict(p, &path)) {
                         return Err(CommandError::new(
                             code::CONFLICTING_UPDATE_OPERATORS,
-                            format!("Updating the path '{path}' would create a conflict at '{other}'"),
+                            format!(
+                                "Updating the path '{path}' would create a conflict at '{other}'"
+                            ),
                         ));
                     }
                     paths.push(path);
@@ -458,7 +462,9 @@ fn push(document: &mut Document, operator: &str, path: &str, argument: &Bson) ->
     let (items, modifiers) = match argument {
         Bson::Document(spec) if spec.contains_key("$each") => {
             let Some(Bson::Array(each)) = spec.get("$each") else {
-                return Err(CommandError::bad_value("The argument to $each must be an array"));
+                return Err(CommandError::bad_value(
+                    "The argument to $each must be an array",
+                ));
             };
             (each.clone(), Some(spec))
         }
@@ -471,9 +477,9 @@ fn push(document: &mut Document, operator: &str, path: &str, argument: &Bson) ->
     if operator == "$addToSet" {
         for item in items {
             let raw = to_raw(&item)?;
-            let present = array
-                .iter()
-                .any(|existing| to_raw(existing).is_ok_and(|e| compare_owned(&e, &raw) == Ordering::Equal));
+            let present = array.iter().any(|existing| {
+                to_raw(existing).is_ok_and(|e| compare_owned(&e, &raw) == Ordering::Equal)
+            });
             if !present {
                 array.push(item);
             }
@@ -506,7 +512,11 @@ fn push(document: &mut Document, operator: &str, path: &str, argument: &Bson) ->
             Bson::Int32(v) => *v as i64,
             Bson::Int64(v) => *v,
             Bson::Double(v) => *v as i64,
-            _ => return Err(CommandError::bad_value("The value for $slice must be an integer")),
+            _ => {
+                return Err(CommandError::bad_value(
+                    "The value for $slice must be an integer",
+                ))
+            }
         };
         let len = array.len() as i64;
         if limit >= 0 {
@@ -560,13 +570,17 @@ fn pull(document: &mut Document, operator: &str, path: &str, argument: &Bson) ->
             Condition::Values(values.iter().map(to_raw).collect::<CommandResult<_>>()?)
         }
         ("$pullAll", _) => {
-            return Err(CommandError::bad_value("$pullAll requires an array argument"))
+            return Err(CommandError::bad_value(
+                "$pullAll requires an array argument",
+            ))
         }
         (_, Bson::Document(spec)) => {
             let raw = RawDocumentBuf::from_document(spec)?;
             let operator_form = spec.keys().next().is_some_and(|k| k.starts_with('$'));
             if operator_form {
-                Condition::Predicates(super::filter::parse_field_value(RawBsonRef::Document(&raw))?)
+                Condition::Predicates(super::filter::parse_field_value(RawBsonRef::Document(
+                    &raw,
+                ))?)
             } else {
                 Condition::Filter(Filter::parse(&raw)?)
             }

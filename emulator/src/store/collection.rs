@@ -157,7 +157,8 @@ impl Collection {
             if l > u {
                 return Box::new(std::iter::empty());
             }
-            if l == u && (matches!(lower, Bound::Excluded(_)) || matches!(upper, Bound::Excluded(_)))
+            if l == u
+                && (matches!(lower, Bound::Excluded(_)) || matches!(upper, Bound::Excluded(_)))
             {
                 return Box::new(std::iter::empty());
             }

@@ -171,7 +171,10 @@ impl Index {
             .to_document()
             .map(|d| {
                 let text = d.to_string();
-                text.trim_start_matches('{').trim_end_matches('}').trim().to_string()
+                text.trim_start_matches('{')
+                    .trim_end_matches('}')
+                    .trim()
+                    .to_string()
             })
             .unwrap_or_default();
         let message = format!(

@@ -41,7 +41,10 @@ impl Catalog {
         if let Some(existing) = database.collections.get(name) {
             return (existing.clone(), false);
         }
-        let collection = Arc::new(RwLock::new(Collection::new(format!("{db}.{name}"), options)));
+        let collection = Arc::new(RwLock::new(Collection::new(
+            format!("{db}.{name}"),
+            options,
+        )));
         database
             .collections
             .insert(name.to_string(), collection.clone());

@@ -89,7 +89,9 @@ pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Reques
     }
     let length = i32::from_le_bytes(length_bytes);
     if length < HEADER_LEN as i32 + 5 || length as usize > MAX_MESSAGE_SIZE {
-        return Err(WireError::Invalid(format!("message length {length} is out of range")));
+        return Err(WireError::Invalid(format!(
+            "message length {length} is out of range"
+        )));
     }
     let mut bytes = vec![0u8; length as usize];
     bytes[..4].copy_from_slice(&length_bytes);
@@ -108,7 +110,9 @@ fn read_i32(bytes: &[u8], at: usize) -> Result<i32, WireError> {
 fn document_at(bytes: &[u8], at: usize, end: usize) -> Result<std::ops::Range<usize>, WireError> {
     let len = read_i32(bytes, at)?;
     if len < 5 || at + len as usize > end {
-        return Err(WireError::Invalid(format!("document length {len} overruns its section")));
+        return Err(WireError::Invalid(format!(
+            "document length {len} overruns its section"
+        )));
     }
     let range = at..at + len as usize;
     let doc = RawDocument::from_bytes(&bytes[range.clone()])
@@ -154,7 +158,9 @@ fn parse_op_msg(bytes: Vec<u8>, request_id: i32) -> Result<Request, WireError> {
     }
     // Bits 0, 1 and 16 are defined; any other bit in the low 16 is required and unknown.
     if flags & 0xffff & !(FLAG_CHECKSUM_PRESENT | FLAG_MORE_TO_COME) != 0 {
-        return Err(WireError::Invalid(format!("unknown required flag bits {flags:#x}")));
+        return Err(WireError::Invalid(format!(
+            "unknown required flag bits {flags:#x}"
+        )));
     }
     let mut at = HEADER_LEN + 4;
     let mut body = None;
