@@ -65,7 +65,7 @@ case "$description" in
 esac
 
 staging=$(mktemp -d "${TMPDIR:-/tmp}/vcm-package.XXXXXX")
-trap 'rm -rf "$staging"' EXIT
+trap 'rm -rf "$staging" "$staging.zip"' EXIT
 
 cp "$repo_root/host.json" "$staging/host.json"
 for function_dir in "$repo_root"/handlers/*/; do
@@ -82,10 +82,12 @@ install -m 0755 "$binary" "$staging/vcore-migrate"
 
 mkdir -p "$(dirname "$out")"
 out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
-rm -f "$out"
 # zip records Unix mode bits, so the executable bits survive where the
-# platform honours them; start.sh covers the platforms that do not.
-(cd "$staging" && zip -q -X -r "$out" .)
+# platform honours them. start.sh covers the platforms that do not.
+(cd "$staging" && zip -q -X -r "$staging.zip" .)
+# A rename replaces the zip atomically, so a concurrent run (parallel tests)
+# never reads a half-written file.
+mv -f "$staging.zip" "$out"
 
 echo "package.sh: wrote $out ($(du -h "$out" | cut -f1))" >&2
 echo "$out"
