@@ -36,8 +36,9 @@ async fn plan_job(
     message: &MessageInfo,
 ) -> Result<TaskOutcome, CopyError> {
     let deadline = Instant::now() + engine.settings.task_time_budget;
-    let Some(job) = claim_planning(engine, &task.job_id, message).await? else {
-        return Ok(TaskOutcome::Dropped);
+    let job = match claim_planning(engine, &task.job_id, message).await? {
+        Ok(job) => job,
+        Err(reason) => return Ok(TaskOutcome::Dropped(reason)),
     };
     let request = job.value.request.clone();
 
@@ -371,11 +372,11 @@ async fn claim_planning(
     engine: &Engine,
     job_id: &str,
     message: &MessageInfo,
-) -> Result<Option<Versioned<crate::state::JobRecord>>, CopyError> {
+) -> Result<Result<Versioned<crate::state::JobRecord>, String>, CopyError> {
     loop {
         let Some(mut job) = engine.store.job(job_id).await? else {
             warn!("job not found; dropping the plan message");
-            return Ok(None);
+            return Ok(Err(format!("job {job_id} not found")));
         };
         if !matches!(
             job.value.state,
@@ -385,7 +386,10 @@ async fn claim_planning(
                 state = job.value.state.as_str(),
                 "job is not planning; dropping the plan message"
             );
-            return Ok(None);
+            return Ok(Err(format!(
+                "job {job_id} is {}, not planning",
+                job.value.state.as_str()
+            )));
         }
         let now = Utc::now();
         let held_by_other = job
@@ -396,7 +400,9 @@ async fn claim_planning(
             && job.value.plan_lease_until.is_some_and(|t| t > now);
         if held_by_other {
             info!("another plan task is running; dropping the duplicate message");
-            return Ok(None);
+            return Ok(Err(format!(
+                "another plan task holds job {job_id}; this message is a duplicate"
+            )));
         }
         if job.value.state == JobState::Queued {
             job.value.state = JobState::Planning;
@@ -407,7 +413,7 @@ async fn claim_planning(
         match engine.store.replace_job(&job).await {
             Ok(etag) => {
                 job.etag = etag;
-                return Ok(Some(job));
+                return Ok(Ok(job));
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),

@@ -74,11 +74,15 @@ async fn copy_chunk(
     task: &CopyTask,
     message: &MessageInfo,
 ) -> Result<TaskOutcome, CopyError> {
-    let Some(mut chunk) = claim(engine, task, message).await? else {
-        return Ok(TaskOutcome::Dropped);
+    let mut chunk = match claim(engine, task, message).await? {
+        Ok(chunk) => chunk,
+        Err(reason) => return Ok(TaskOutcome::Dropped(reason)),
     };
     let Some(job) = engine.store.job(&task.job_id).await? else {
-        return Ok(TaskOutcome::Dropped);
+        return Ok(TaskOutcome::Dropped(format!(
+            "job {} not found",
+            task.job_id
+        )));
     };
     let Some(collection) = engine
         .store
@@ -188,7 +192,7 @@ async fn claim(
     engine: &Engine,
     task: &CopyTask,
     message: &MessageInfo,
-) -> Result<Option<Versioned<ChunkRecord>>, CopyError> {
+) -> Result<Result<Versioned<ChunkRecord>, String>, CopyError> {
     loop {
         let Some(mut chunk) = engine
             .store
@@ -196,7 +200,11 @@ async fn claim(
             .await?
         else {
             warn!("chunk not found; dropping the message");
-            return Ok(None);
+            let what = match engine.store.job(&task.job_id).await? {
+                Some(_) => format!("chunk {} of collection {}", task.chunk, task.collection),
+                None => format!("job {}", task.job_id),
+            };
+            return Ok(Err(format!("{what} not found")));
         };
         let now = Utc::now();
         let copying = job_is_copying(engine, &task.job_id).await?;
@@ -210,7 +218,11 @@ async fn claim(
                 state = state.as_str(),
                 "chunk is finished or held by another task; dropping the duplicate message"
             );
-            return Ok(None);
+            return Ok(Err(format!(
+                "chunk {} is {} or held by another task",
+                task.chunk,
+                state.as_str()
+            )));
         }
         if !copying {
             if state != ChunkState::Waiting {
@@ -225,7 +237,7 @@ async fn claim(
                 engine.advance_job(&task.job_id).await?;
             }
             info!("job is not copying; the chunk waits for resume");
-            return Ok(None);
+            return Ok(Err(format!("job {} is not copying", task.job_id)));
         }
 
         chunk.value.state = ChunkState::Running;
@@ -235,7 +247,7 @@ async fn claim(
         match engine.store.replace_chunk(&chunk).await {
             Ok(etag) => {
                 chunk.etag = etag;
-                return Ok(Some(chunk));
+                return Ok(Ok(chunk));
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),

@@ -23,24 +23,33 @@ pub struct MessageInfo {
 }
 
 /// How a task run ended without error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskOutcome {
     Completed,
     /// Work remains; a continuation message was sent.
     Continued,
     /// The job was paused or cancelled; the work waits at its checkpoint.
     Stopped,
-    /// The message had nothing to do (duplicate, finished work, unknown job).
-    Dropped,
+    /// The message had nothing to do (duplicate, finished work, unknown job); the reason says
+    /// which.
+    Dropped(String),
 }
 
 impl TaskOutcome {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             TaskOutcome::Completed => "completed",
             TaskOutcome::Continued => "continued",
             TaskOutcome::Stopped => "stopped",
-            TaskOutcome::Dropped => "dropped",
+            TaskOutcome::Dropped(_) => "dropped",
+        }
+    }
+
+    /// One line for logs: the outcome and, for a dropped message, why.
+    pub fn describe(&self) -> String {
+        match self {
+            TaskOutcome::Dropped(reason) => format!("dropped: {reason}"),
+            other => other.as_str().to_string(),
         }
     }
 }
