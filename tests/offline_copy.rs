@@ -78,7 +78,7 @@ async fn tiny_chunks_resume_after_kill() {
         ..HarnessOptions::default()
     })
     .await;
-    let docs: Vec<Document> = mixed_id_documents().into_iter().take(200).collect();
+    let docs: Vec<Document> = mixed_id_documents().into_iter().take(60).collect();
     h.insert_source("mig", "resume", docs).await;
 
     let request = h.job_request(
