@@ -8,7 +8,7 @@ pub enum Personality {
     /// A MongoDB 7.0 replica-set primary.
     #[default]
     MongoDb,
-    /// Azure Cosmos DB for MongoDB (RU), server version 4.2.
+    /// Azure Cosmos DB for MongoDB (RU), reported as server version 6.0.
     CosmosRu,
     /// Azure Cosmos DB for MongoDB (vCore).
     VCore,

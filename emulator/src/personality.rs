@@ -31,12 +31,14 @@ impl Personality {
                 max_document_size: 16 * 1024 * 1024,
                 max_id_size: None,
             },
-            // Cosmos DB for MongoDB (RU) accounts at server version 4.2 report wire version 8
-            // and name their replica set "globaldb". Documents are limited to 2 MB unless the
-            // account enables 16 MB support.
+            // Cosmos DB for MongoDB (RU) names its replica set "globaldb" and limits documents
+            // to 2 MB unless the account enables 16 MB support. The emulator reports a 6.0
+            // account (wire version 17) because the mongodb driver 3.9 refuses servers below
+            // wire version 9 (MongoDB 4.4), so a 4.2 account (wire version 8) cannot be used.
+            // NOTE: the exact wire versions RU accounts report for 5.0 and later are unconfirmed.
             Personality::CosmosRu => Profile {
-                version: "4.2.0",
-                max_wire_version: 8,
+                version: "6.0.0",
+                max_wire_version: 17,
                 set_name: "globaldb",
                 max_write_batch_size: 100_000,
                 max_document_size: 2 * 1024 * 1024,

@@ -84,6 +84,13 @@ pub fn unique_db(prefix: &str) -> String {
     )
 }
 
+/// Serialises tests that configure the server-wide `failCommand` fail point, which a shared
+/// real server would otherwise see from several tests at once.
+pub async fn fail_point_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// Extracts the server error code of a driver error, whatever its kind.
 pub fn error_code(error: &mongodb::error::Error) -> Option<i32> {
     use mongodb::error::{ErrorKind, WriteFailure};
