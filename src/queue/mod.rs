@@ -3,9 +3,12 @@
 //! Messages carry ids only (job id, collection index, chunk index), never documents or `_id`
 //! bounds, so they stay far below the 64 KiB queue limit whatever the data looks like.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use crate::storage::{QueueClient, StorageAccount, StorageError};
 
@@ -63,6 +66,9 @@ pub struct CopyTask {
 pub struct TaskQueues {
     plan: QueueClient,
     copy: QueueClient,
+    /// Wakes this process's idle consumers of a queue when this process sends to it, so a
+    /// standalone service does not wait for its next poll. Other processes still poll.
+    wake: Arc<HashMap<TaskKind, Notify>>,
 }
 
 impl TaskQueues {
@@ -70,6 +76,27 @@ impl TaskQueues {
         TaskQueues {
             plan: account.queue(&queue_name(prefix, TaskKind::Plan)),
             copy: account.queue(&queue_name(prefix, TaskKind::Copy)),
+            wake: Arc::new(
+                TaskKind::ALL
+                    .into_iter()
+                    .map(|k| (k, Notify::new()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Wakes the idle consumers of `kind` in this process.
+    pub fn wake(&self, kind: TaskKind) {
+        if let Some(notify) = self.wake.get(&kind) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Waits until this process sends a message of `kind`.
+    pub async fn sent(&self, kind: TaskKind) {
+        match self.wake.get(&kind) {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
         }
     }
 

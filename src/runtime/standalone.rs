@@ -59,7 +59,10 @@ async fn consume(
             }
         };
         let Some(message) = messages.into_iter().next() else {
-            sleep_or_shutdown(idle, &mut shutdown).await;
+            tokio::select! {
+                _ = sleep_or_shutdown(idle, &mut shutdown) => {}
+                _ = engine.queues.sent(kind) => {}
+            }
             idle = (idle * 2).min(Duration::from_millis(500));
             continue;
         };
