@@ -40,8 +40,8 @@
 //!   `$meta` projections fail with 2 BadValue.
 //! - Aggregation supports `$match`, `$sort`, `$skip`, `$limit`, `$project`, `$addFields`/`$set`,
 //!   `$unset`, `$count`, `$group`, `$unwind`, `$replaceRoot`/`$replaceWith`, `$sample`,
-//!   `$bucketAuto` (without `granularity`) and `$changeStream`; any other stage fails with 40324,
-//!   any other expression operator with 168.
+//!   `$bucketAuto` (without `granularity`) and `$changeStream`. Any other stage fails with 40324,
+//!   and any other expression operator with 168.
 //! - Decimal128 values compare exactly, but arithmetic on them goes through a double.
 //! - Regular expressions use Rust's `regex` syntax, which lacks PCRE look-around and
 //!   backreferences.

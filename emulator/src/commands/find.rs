@@ -159,9 +159,11 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             "BSON field 'getMore.collection' is missing but a required field",
         )
     })?;
+
     let namespace = ctx.namespace(collection);
     let batch_size = batch_size_of(body.get("batchSize")?).unwrap_or(usize::MAX);
     let max_time_ms = ctx.optional_i64("maxTimeMS")?;
+
     let cursor = ctx.state.cursors.lock().expect("cursor lock").take(id);
     let Some(mut cursor) = cursor else {
         return Err(CommandError::new(
@@ -181,6 +183,7 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             .restore(id, cursor);
         return Err(CommandError::new(code::UNAUTHORIZED, message));
     }
+
     let outcome = match &mut cursor.source {
         CursorSource::Documents(documents) => {
             let mut iter = std::mem::take(documents).peekable();
@@ -197,6 +200,7 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             crate::changes::stream::get_more(ctx, stream, id, batch_size, max_time_ms).await
         }
     };
+
     // A change stream whose getMore failed stays open, so the client may retry or kill it.
     let (reply, exhausted) = match outcome {
         Ok(result) => result,

@@ -191,7 +191,7 @@ fn is_write_command(name: &str) -> bool {
     )
 }
 
-/// What the connection does after a request.
+/// The connection's next step after a request.
 pub enum Outcome {
     /// Send this reply body (prefixed for OP_MSG framing).
     Reply(DocBuilder),

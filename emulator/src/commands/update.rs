@@ -70,6 +70,7 @@ fn update_one_statement(
             .get("u")?
             .ok_or_else(|| CommandError::failed_to_parse("update statement needs a 'u' field"))?,
     )?;
+
     let flag = |name: &str| matches!(statement.get(name), Ok(Some(RawBsonRef::Boolean(true))));
     let multi = flag("multi");
     let upsert = flag("upsert");
@@ -86,6 +87,7 @@ fn update_one_statement(
     }
     reject_collation(ctx, statement)?;
     check_hint(Some(collection), statement.get("hint")?)?;
+
     let sort = SortSpec::default();
     let targets = select(
         collection,
@@ -96,6 +98,7 @@ fn update_one_statement(
             limit: if multi { None } else { Some(1) },
         },
     );
+
     let mut outcome = Outcome::default();
     for current in targets {
         outcome.matched += 1;
@@ -124,6 +127,7 @@ fn update_one_statement(
             update_description: description,
         });
     }
+
     if outcome.matched == 0 && upsert {
         let from_filter = upsert_seed(&filter)?;
         let seed = if update.is_replacement() {
@@ -178,6 +182,7 @@ pub fn update(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let collection_name = ctx.collection_name()?;
     let ordered = ctx.optional_bool("ordered")?.unwrap_or(true);
     let statements = ctx.documents("updates")?;
+
     let shared = ctx.state.collection_or_create(&ctx.db, &collection_name)?;
     let mut matched = 0usize;
     let mut modified = 0usize;
@@ -215,6 +220,7 @@ pub fn update(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         }
         ctx.state.changes.append(events);
     }
+
     let mut reply = DocBuilder::with_reply_prefix();
     reply.append_i32("n", matched as i32);
     reply.append_i32("nModified", modified as i32);
