@@ -68,14 +68,8 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             "error processing query: ns={namespace}: tailable cursor requested on non capped collection"
         )));
     }
-    let filter = match ctx.optional_document("filter")? {
-        Some(filter) => Filter::parse(filter)?,
-        None => Filter::match_all(),
-    };
-    let sort = match ctx.optional_document("sort")? {
-        Some(sort) => SortSpec::parse(sort)?,
-        None => SortSpec::default(),
-    };
+    let filter = ctx.filter("filter")?;
+    let sort = ctx.sort("sort")?;
     let projection = match ctx.optional_document("projection")? {
         Some(p) if !p.is_empty() => Some(Projection::parse(p)?),
         _ => None,
@@ -263,10 +257,7 @@ pub fn kill_cursors(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
 
 pub fn count(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let collection_name = ctx.collection_name()?;
-    let filter = match ctx.optional_document("query")? {
-        Some(filter) => Filter::parse(filter)?,
-        None => Filter::match_all(),
-    };
+    let filter = ctx.filter("query")?;
     let skip = non_negative(ctx, "skip")?.unwrap_or(0);
     let limit = ctx
         .optional_i64("limit")?
@@ -307,4 +298,50 @@ pub fn id_document(document: &RawDocument) -> CommandResult<bson::RawDocumentBuf
         key.append_ref("_id", id);
     }
     Ok(key)
+}
+
+/// Runs `distinct`: the distinct values of a field among matching documents, with array
+/// elements counted one by one, in BSON order.
+pub fn distinct(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
+    let collection_name = ctx.collection_name()?;
+    let key = ctx.body().get_str("key").map_err(|_| {
+        CommandError::new(
+            40414,
+            "BSON field 'distinct.key' is missing but a required field",
+        )
+    })?;
+    let filter = ctx.filter("query")?;
+    let mut values = std::collections::BTreeSet::new();
+    if let Some(shared) = ctx.state.collection(&ctx.db, &collection_name) {
+        let collection = shared.read().expect("collection lock");
+        let query = Query {
+            filter: &filter,
+            sort: &SortSpec::default(),
+            skip: 0,
+            limit: None,
+        };
+        for document in select(&collection, &query) {
+            let mut found = Vec::new();
+            crate::query::path::lookup(&document, key, &mut found);
+            for value in found.into_iter().flatten() {
+                match value {
+                    RawBsonRef::Array(items) => {
+                        for item in items.into_iter().flatten() {
+                            values.insert(crate::query::order::OrderedValue::from_ref(item));
+                        }
+                    }
+                    other => {
+                        values.insert(crate::query::order::OrderedValue::from_ref(other));
+                    }
+                }
+            }
+        }
+    }
+    let mut array = RawArrayBuf::new();
+    for value in values {
+        array.push(value.0);
+    }
+    let mut reply = DocBuilder::with_reply_prefix();
+    reply.append_value("values", RawBsonRef::Array(&array));
+    Ok(reply)
 }
