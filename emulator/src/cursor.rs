@@ -52,6 +52,16 @@ impl CursorTable {
         self.cursors.contains_key(&id)
     }
 
+    pub fn is_change_stream(&self, id: i64) -> bool {
+        matches!(
+            self.cursors.get(&id),
+            Some(Cursor {
+                source: CursorSource::ChangeStream(_),
+                ..
+            })
+        )
+    }
+
     /// Removes cursors on a namespace (after drop or rename) except change streams, which
     /// report the drop themselves.
     pub fn remove_namespace(&mut self, namespace: &str) {

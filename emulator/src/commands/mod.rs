@@ -291,7 +291,12 @@ pub async fn handle(
             tracing::debug!(command = %name, "fail point closes the connection");
             return Outcome::Close;
         }
-        if let Some(error) = injection.error {
+        if let Some(mut error) = injection.error {
+            if error.labels.is_empty()
+                && is_resumable_change_stream_failure(state, &name, body, &error)
+            {
+                error.labels.push("ResumableChangeStreamError".to_string());
+            }
             return Outcome::Reply(finish_error(state, error));
         }
         write_concern_error = injection.write_concern_error;
@@ -317,6 +322,31 @@ pub async fn handle(
             Outcome::Reply(finish_error(state, error))
         }
     }
+}
+
+/// Returns whether `mongod` would label this failed `getMore` with ResumableChangeStreamError:
+/// the cursor is a change stream and the code is one drivers may resume after (the list the
+/// drivers' change-stream specification gives for servers without the label).
+fn is_resumable_change_stream_failure(
+    state: &ServerState,
+    name: &str,
+    body: &RawDocument,
+    error: &CommandError,
+) -> bool {
+    const RESUMABLE: [i32; 17] = [
+        6, 7, 63, 89, 91, 133, 150, 189, 234, 262, 9001, 10107, 11600, 11602, 13388, 13435, 13436,
+    ];
+    if name != "getMore" || !RESUMABLE.contains(&error.code) {
+        return false;
+    }
+    let Ok(id) = body.get_i64("getMore") else {
+        return false;
+    };
+    state
+        .cursors
+        .lock()
+        .expect("cursor lock")
+        .is_change_stream(id)
 }
 
 fn append_cluster_time(state: &ServerState, reply: &mut DocBuilder) {
