@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::changes::stream::StreamCursor;
 use crate::store::StoredDocument;
 
-/// What a cursor returns on `getMore`.
+/// The source of the documents a cursor returns on `getMore`.
 pub enum CursorSource {
     /// Documents computed when the cursor was opened, returned in order.
     Documents(std::vec::IntoIter<StoredDocument>),

@@ -232,6 +232,7 @@ pub async fn handle(
             ))
         }
     };
+
     let db = match body.get_str("$db").ok().map(str::to_string) {
         Some(db) => db,
         None => match &request.legacy_database {
@@ -244,6 +245,7 @@ pub async fn handle(
             }
         },
     };
+
     if state.options.user.is_some() && connection.user.is_none() && !allowed_without_auth(&name) {
         return Outcome::Reply(finish_error(
             state,
@@ -253,6 +255,7 @@ pub async fn handle(
             ),
         ));
     }
+
     // A transaction would commit each write at once, so refuse it rather than pretend.
     let in_transaction = ["startTransaction", "autocommit"]
         .iter()
@@ -266,6 +269,7 @@ pub async fn handle(
             ),
         ));
     }
+
     let collection = body
         .iter()
         .next()
@@ -282,6 +286,7 @@ pub async fn handle(
             is_write_command(&name),
         )
     };
+
     let mut write_concern_error = None;
     if let Some(injection) = injection {
         if let Some(delay) = injection.block_for {
@@ -301,6 +306,7 @@ pub async fn handle(
         }
         write_concern_error = injection.write_concern_error;
     }
+
     let mut context = Context {
         state,
         connection,
