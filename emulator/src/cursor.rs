@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::changes::stream::StreamCursor;
 use crate::store::StoredDocument;
 
-/// What a cursor returns on `getMore`.
+/// The source of the documents a cursor returns on `getMore`.
 pub enum CursorSource {
     /// Documents computed when the cursor was opened, returned in order.
     Documents(std::vec::IntoIter<StoredDocument>),
@@ -50,6 +50,16 @@ impl CursorTable {
 
     pub fn contains(&self, id: i64) -> bool {
         self.cursors.contains_key(&id)
+    }
+
+    pub fn is_change_stream(&self, id: i64) -> bool {
+        matches!(
+            self.cursors.get(&id),
+            Some(Cursor {
+                source: CursorSource::ChangeStream(_),
+                ..
+            })
+        )
     }
 
     /// Removes cursors on a namespace (after drop or rename) except change streams, which

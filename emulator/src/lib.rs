@@ -14,6 +14,26 @@
 //! # }
 //! ```
 //!
+//! # Personalities
+//! - `mongodb`: a MongoDB 7.0 replica-set primary (wire version 21) named `rs0`.
+//! - `cosmos-ru`: Cosmos DB for MongoDB (RU), reported as a 6.0 account named `globaldb`. Change
+//!   streams work only per collection, only with the pipeline `$match` on `operationType` in
+//!   insert/update/replace followed by `$project` of `_id`, `fullDocument`, `ns` and
+//!   `documentKey`, and only with `fullDocument: updateLookup`. Events carry no `operationType`
+//!   or `updateDescription`, deletes are not reported, updates to one document within a batch
+//!   merge into one event, and every event of a batch has the same resume token. Documents are
+//!   limited to 2 MB. A request-unit budget (`ru_per_second`) makes reads and writes fail with
+//!   16500 and `RetryAfterMs=N`, per document inside bulk inserts. `getLastRequestStatistics`
+//!   reports the last request's charge.
+//! - `vcore`: Cosmos DB for MongoDB (vCore): 25,000 writes per batch, `_id` values up to 2 KB,
+//!   and collation options rejected.
+//!
+//! # Commands for tests
+//! - `configureFailPoint` with `failCommand`, as on `mongod` started with test commands.
+//! - `shardCollection` (admin) is accepted and recorded; `{emulatorRecordedCommands: 1}` lists
+//!   the recorded commands.
+//! - `{emulatorSetRuPerSecond: N}` changes the cosmos-ru budget at run time; 0 removes it.
+//!
 //! # Layout
 //! - `wire`: message framing, OP_MSG sections, CRC-32C checksums, and the OP_QUERY handshake.
 //! - `server`: the listener, the per-connection loop and [`EmulatorHandle`].
@@ -29,7 +49,8 @@
 //!
 //! # Known limits
 //! - Data lives in memory only and is lost at shutdown.
-//! - Transactions are not supported (`commitTransaction` and `abortTransaction` fail with 20).
+//! - Transactions are not supported: a command that starts or continues one fails with 20
+//!   IllegalOperation, as do `commitTransaction` and `abortTransaction`.
 //! - Retryable writes are not deduplicated: a retried insert can fail with 11000.
 //! - Secondary indexes other than unique ones do not speed up queries; only `_id` ranges and
 //!   `$in` lists on `_id` avoid a collection scan. Text, geospatial and wildcard index keys are
@@ -40,12 +61,14 @@
 //!   `$meta` projections fail with 2 BadValue.
 //! - Aggregation supports `$match`, `$sort`, `$skip`, `$limit`, `$project`, `$addFields`/`$set`,
 //!   `$unset`, `$count`, `$group`, `$unwind`, `$replaceRoot`/`$replaceWith`, `$sample`,
-//!   `$bucketAuto` (without `granularity`) and `$changeStream`; any other stage fails with 40324,
-//!   any other expression operator with 168.
+//!   `$bucketAuto` (without `granularity`) and `$changeStream`. Any other stage fails with 40324,
+//!   and any other expression operator with 168.
 //! - Decimal128 values compare exactly, but arithmetic on them goes through a double.
 //! - Regular expressions use Rust's `regex` syntax, which lacks PCRE look-around and
 //!   backreferences.
 //! - `explain`, views, capped collections, time series and collations are not supported.
+//! - Commands outside the list in `commands` (for example `mapReduce`, `collMod` or
+//!   `serverStatus`) fail with 59 CommandNotFound.
 //! - SCRAM-SHA-1 and other mechanisms are not offered; passwords are not SASLprep-normalised.
 
 pub mod aggregate;

@@ -415,3 +415,41 @@ async fn get_more_waits_for_a_later_write() {
         db.drop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn injected_get_more_failure_is_resumed() {
+    let _serial = common::fail_point_lock().await;
+    for target in common::targets().await {
+        let db = target.client.database(&common::unique_db("csfail"));
+        let collection = db.collection::<Document>("c");
+        db.create_collection("c").await.unwrap();
+        let mut stream = fast(collection.watch()).await.unwrap();
+        collection.insert_one(doc! { "_id": 1 }).await.unwrap();
+        target
+            .client
+            .database("admin")
+            .run_command(doc! {
+                "configureFailPoint": "failCommand",
+                "mode": { "times": 1 },
+                "data": { "failCommands": ["getMore"], "errorCode": 6 },
+            })
+            .await
+            .unwrap();
+        // The driver sees ResumableChangeStreamError, reopens the stream from its token and
+        // still delivers the event.
+        let event = next_event(&mut stream).await;
+        assert_eq!(
+            event.document_key,
+            Some(doc! { "_id": 1 }),
+            "{}",
+            target.name
+        );
+        target
+            .client
+            .database("admin")
+            .run_command(doc! { "configureFailPoint": "failCommand", "mode": "off" })
+            .await
+            .unwrap();
+        db.drop().await.unwrap();
+    }
+}

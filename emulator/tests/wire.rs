@@ -158,3 +158,18 @@ async fn legacy_op_query_handshake_is_answered() {
     let reply = Document::from_reader(&rest[32..]).unwrap();
     assert_eq!(reply.get_bool("ismaster"), Ok(true));
 }
+
+#[tokio::test]
+async fn shutdown_closes_listener_and_connections() {
+    let (emulator, _client) = common::start_default().await;
+    let port = emulator.port();
+    let mut open = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    emulator.shutdown().await;
+    let mut buffer = [0u8; 1];
+    let read = open.read(&mut buffer).await.unwrap_or(0);
+    assert_eq!(read, 0, "open connections are closed");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "the listener is closed"
+    );
+}

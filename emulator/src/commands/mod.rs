@@ -6,6 +6,7 @@ mod auth;
 mod cursor_reply;
 mod delete;
 mod find;
+mod find_and_modify;
 mod handshake;
 mod indexes;
 mod insert;
@@ -128,6 +129,22 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Parses an optional filter field; a missing one matches every document.
+    pub fn filter(&self, field: &str) -> CommandResult<crate::query::filter::Filter> {
+        match self.optional_document(field)? {
+            Some(filter) => crate::query::filter::Filter::parse(filter),
+            None => Ok(crate::query::filter::Filter::match_all()),
+        }
+    }
+
+    /// Parses an optional sort field; a missing one keeps storage order.
+    pub fn sort(&self, field: &str) -> CommandResult<crate::query::sort::SortSpec> {
+        match self.optional_document(field)? {
+            Some(sort) => crate::query::sort::SortSpec::parse(sort),
+            None => Ok(crate::query::sort::SortSpec::default()),
+        }
+    }
+
     /// Returns an optional integer field (any numeric type).
     pub fn optional_i64(&self, field: &str) -> CommandResult<Option<i64>> {
         match self.body().get(field)? {
@@ -191,7 +208,7 @@ fn is_write_command(name: &str) -> bool {
     )
 }
 
-/// What the connection does after a request.
+/// The connection's next step after a request.
 pub enum Outcome {
     /// Send this reply body (prefixed for OP_MSG framing).
     Reply(DocBuilder),
@@ -215,6 +232,7 @@ pub async fn handle(
             ))
         }
     };
+
     let db = match body.get_str("$db").ok().map(str::to_string) {
         Some(db) => db,
         None => match &request.legacy_database {
@@ -227,6 +245,7 @@ pub async fn handle(
             }
         },
     };
+
     if state.options.user.is_some() && connection.user.is_none() && !allowed_without_auth(&name) {
         return Outcome::Reply(finish_error(
             state,
@@ -236,6 +255,21 @@ pub async fn handle(
             ),
         ));
     }
+
+    // A transaction would commit each write at once, so refuse it rather than pretend.
+    let in_transaction = ["startTransaction", "autocommit"]
+        .iter()
+        .any(|field| body.get(field).ok().flatten().is_some());
+    if in_transaction {
+        return Outcome::Reply(finish_error(
+            state,
+            CommandError::new(
+                code::ILLEGAL_OPERATION,
+                "transactions are not supported by this emulator",
+            ),
+        ));
+    }
+
     let collection = body
         .iter()
         .next()
@@ -252,6 +286,7 @@ pub async fn handle(
             is_write_command(&name),
         )
     };
+
     let mut write_concern_error = None;
     if let Some(injection) = injection {
         if let Some(delay) = injection.block_for {
@@ -261,11 +296,17 @@ pub async fn handle(
             tracing::debug!(command = %name, "fail point closes the connection");
             return Outcome::Close;
         }
-        if let Some(error) = injection.error {
+        if let Some(mut error) = injection.error {
+            if error.labels.is_empty()
+                && is_resumable_change_stream_failure(state, &name, body, &error)
+            {
+                error.labels.push("ResumableChangeStreamError".to_string());
+            }
             return Outcome::Reply(finish_error(state, error));
         }
         write_concern_error = injection.write_concern_error;
     }
+
     let mut context = Context {
         state,
         connection,
@@ -287,6 +328,31 @@ pub async fn handle(
             Outcome::Reply(finish_error(state, error))
         }
     }
+}
+
+/// Returns whether `mongod` would label this failed `getMore` with ResumableChangeStreamError:
+/// the cursor is a change stream and the code is one drivers may resume after (the list the
+/// drivers' change-stream specification gives for servers without the label).
+fn is_resumable_change_stream_failure(
+    state: &ServerState,
+    name: &str,
+    body: &RawDocument,
+    error: &CommandError,
+) -> bool {
+    const RESUMABLE: [i32; 17] = [
+        6, 7, 63, 89, 91, 133, 150, 189, 234, 262, 9001, 10107, 11600, 11602, 13388, 13435, 13436,
+    ];
+    if name != "getMore" || !RESUMABLE.contains(&error.code) {
+        return false;
+    }
+    let Ok(id) = body.get_i64("getMore") else {
+        return false;
+    };
+    state
+        .cursors
+        .lock()
+        .expect("cursor lock")
+        .is_change_stream(id)
 }
 
 fn append_cluster_time(state: &ServerState, reply: &mut DocBuilder) {
@@ -345,6 +411,8 @@ async fn run(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         "getMore" => find::get_more(ctx).await,
         "killCursors" => find::kill_cursors(ctx),
         "count" => find::count(ctx),
+        "distinct" => find::distinct(ctx),
+        "findAndModify" | "findandmodify" => find_and_modify::find_and_modify(ctx),
         "aggregate" => aggregate::aggregate(ctx),
         "configureFailPoint" => testing::configure_fail_point(ctx),
         "shardCollection" => testing::shard_collection(ctx),
