@@ -124,6 +124,7 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
             started_at: None,
             finished_at: None,
             last_error: None,
+            indexes: Default::default(),
         })
         .collect();
     engine.store.create_job(&job, &collections).await?;

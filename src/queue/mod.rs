@@ -14,16 +14,19 @@ use crate::storage::{QueueClient, StorageAccount, StorageError};
 pub enum TaskKind {
     Plan,
     Copy,
+    /// Builds a collection's after-copy indexes.
+    Index,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 2] = [TaskKind::Plan, TaskKind::Copy];
+    pub const ALL: [TaskKind; 3] = [TaskKind::Plan, TaskKind::Copy, TaskKind::Index];
 
     /// Queue name suffix, also the Functions function name without `-task`.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Plan => "plan",
             TaskKind::Copy => "copy",
+            TaskKind::Index => "index",
         }
     }
 
@@ -32,6 +35,7 @@ impl TaskKind {
         match self {
             TaskKind::Plan => "plan-task",
             TaskKind::Copy => "copy-task",
+            TaskKind::Index => "index-task",
         }
     }
 
@@ -58,11 +62,20 @@ pub struct CopyTask {
     pub chunk: u32,
 }
 
+/// Builds the after-copy indexes of one collection, from the first index not built yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IndexTask {
+    pub job_id: String,
+    pub collection: u32,
+}
+
 /// The task queues of one deployment.
 #[derive(Clone)]
 pub struct TaskQueues {
     plan: QueueClient,
     copy: QueueClient,
+    index: QueueClient,
 }
 
 impl TaskQueues {
@@ -70,6 +83,7 @@ impl TaskQueues {
         TaskQueues {
             plan: account.queue(&queue_name(prefix, TaskKind::Plan)),
             copy: account.queue(&queue_name(prefix, TaskKind::Copy)),
+            index: account.queue(&queue_name(prefix, TaskKind::Index)),
         }
     }
 
@@ -77,12 +91,14 @@ impl TaskQueues {
         match kind {
             TaskKind::Plan => &self.plan,
             TaskKind::Copy => &self.copy,
+            TaskKind::Index => &self.index,
         }
     }
 
     pub async fn ensure_queues(&self) -> Result<(), StorageError> {
         self.plan.create_if_not_exists().await?;
         self.copy.create_if_not_exists().await?;
+        self.index.create_if_not_exists().await?;
         Ok(())
     }
 
@@ -96,6 +112,14 @@ impl TaskQueues {
         delay: Option<Duration>,
     ) -> Result<(), StorageError> {
         self.copy.send(&to_json(task), delay).await
+    }
+
+    pub async fn send_index(
+        &self,
+        task: &IndexTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.index.send(&to_json(task), delay).await
     }
 }
 
