@@ -367,8 +367,8 @@ async fn fail_collection(
     save_collection(engine, collection).await
 }
 
-/// Replaces the collection row and keeps the new ETag; a concurrent change stops the task so
-/// that its message is delivered again and decides from the new row.
+/// Replaces the collection row and keeps the new ETag. A concurrent change stops the task, so
+/// its message is delivered again and decides from the new row.
 pub(crate) async fn save_collection(
     engine: &Engine,
     collection: &mut Versioned<CollectionRecord>,

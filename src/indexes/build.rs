@@ -7,10 +7,10 @@ use mongodb::Client;
 use crate::jobs::Namespace;
 use crate::mongo::{classify, describe, ErrorClass, DUPLICATE_KEY};
 
-/// How a build ended, when retrying would not change it.
+/// The end of a build that retrying would not change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BuildOutcome {
-    /// The target holds the index now (built here, or already there with the same
+    /// The target has the index now (built here, or already there with the same
     /// specification).
     Built,
     /// An index with the same name or key and different options is on the target; it was left

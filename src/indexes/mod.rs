@@ -2,7 +2,7 @@
 //!
 //! At planning time each collection gets an index plan from the source's `listIndexes`: every
 //! index is created as is, created translated, or skipped, with the reason
-//! ([`translate`]). The plan task then shards the target when the job asks ([`shard`]) and
+//! ([`translate`]). The plan task then shards the target when the job requests it ([`shard`]) and
 //! builds the indexes of the before-copy phase: unique ones always, because vCore blocks writes
 //! while it builds them and data copied first could fail them, and all of them with the job
 //! option `indexes: beforeCopy`. The other indexes are built after the collection's copy by
@@ -40,7 +40,7 @@ pub struct CollectionIndexes {
     /// Whether `shardCollection` succeeded on the target for the job's shard key.
     #[serde(default)]
     pub target_sharded: bool,
-    /// Id of the queue message whose index task holds the after-copy builds.
+    /// Id of the queue message whose index task owns the after-copy builds.
     #[serde(default)]
     pub build_owner: Option<String>,
     /// Until when an index task message counts as in flight.
@@ -49,7 +49,7 @@ pub struct CollectionIndexes {
 }
 
 impl CollectionIndexes {
-    /// Whether the copy is done but indexes still wait to be built after it.
+    /// Returns whether indexes still wait to be built after it.
     pub fn after_copy_pending(&self) -> bool {
         plan::has_open_builds(&self.plan, BuildPhase::AfterCopy)
     }

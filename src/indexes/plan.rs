@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::copy::{decode_document, encode_document};
 
-/// What the plan does with one source index.
+/// The plan's action for one source index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum IndexAction {
     /// Create the source specification unchanged.
     Create,
-    /// Create a changed specification; the reason says what changed and what it costs.
+    /// Create a changed specification; the reason explains what changed and what it costs.
     Translate,
-    /// Do not create it; the reason says why and what the user loses.
+    /// Do not create it; the reason explains why and what the user loses.
     Skip,
 }
 
@@ -40,19 +40,19 @@ pub enum BuildState {
     Pending,
     /// A `createIndexes` command was sent and has not returned yet.
     Building,
-    /// The target holds the index, built by this job or found with the same specification.
+    /// The target has the index, built by this job or found with the same specification.
     Built,
-    /// The target already holds an index with this name and a different specification, which
+    /// The target already has an index with this name and a different specification, which
     /// was left in place.
     Conflict,
-    /// The target rejected the build; `error` says why.
+    /// The target rejected the build; `error` explains why.
     Failed,
     /// The plan skips this index.
     Skipped,
 }
 
 impl BuildState {
-    /// Whether the build still has work to do.
+    /// Returns whether the build still has work to do.
     pub fn is_open(self) -> bool {
         matches!(self, BuildState::Pending | BuildState::Building)
     }
@@ -69,7 +69,7 @@ pub struct PlannedIndex {
     #[serde(default)]
     pub target_spec: Option<String>,
     pub action: IndexAction,
-    /// Why the index is translated or skipped, and what the target loses.
+    /// The explanation of a translation or skip, including what the target loses.
     #[serde(default)]
     pub reason: Option<String>,
     pub unique: bool,
@@ -127,7 +127,7 @@ impl PlannedIndex {
     }
 }
 
-/// Whether any index of the plan still waits to be built in `phase`.
+/// Returns whether any index of the plan still waits to be built in `phase`.
 pub fn has_open_builds(plan: &[PlannedIndex], phase: BuildPhase) -> bool {
     plan.iter().any(|i| i.phase == phase && i.state.is_open())
 }

@@ -1,4 +1,4 @@
-//! Sharding the target collection on the key a job asks for.
+//! Sharding the target collection on the key a job requests.
 //!
 //! vCore shards by a hashed key only (`shardCollection` with `{field: "hashed"}`), and data
 //! should be sharded before it is loaded, so the plan task shards a collection before its copy.
@@ -13,7 +13,7 @@ use crate::jobs::Namespace;
 /// The requested shard key as the job stores it: `{ "<field>": "hashed" }`.
 pub type ShardKeySpec = serde_json::Map<String, serde_json::Value>;
 
-/// Returns the field of a valid shard key, or a message that says how to fix it.
+/// Returns the field of a valid shard key, or a message that explains the fix.
 pub fn shard_field(key: &ShardKeySpec) -> Result<&str, String> {
     let mut fields = key.iter();
     let (Some((field, kind)), None) = (fields.next(), fields.next()) else {
@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn hashed_single_field_accepted() {
-        assert_eq!(shard_field(&key(r#"{"customerId":"hashed"}"#)), Ok("customerId"));
+        assert_eq!(
+            shard_field(&key(r#"{"customerId":"hashed"}"#)),
+            Ok("customerId")
+        );
         assert_eq!(shard_field(&key(r#"{"a.b":"hashed"}"#)), Ok("a.b"));
     }
 

@@ -40,7 +40,10 @@ async fn build_after_copy(
 ) -> Result<TaskOutcome, CopyError> {
     let deadline = Instant::now() + engine.settings.task_time_budget;
     let Some(job) = engine.store.job(&task.job_id).await? else {
-        return Ok(TaskOutcome::Dropped(format!("job {} not found", task.job_id)));
+        return Ok(TaskOutcome::Dropped(format!(
+            "job {} not found",
+            task.job_id
+        )));
     };
     if !matches!(job.value.state, JobState::Planning | JobState::Copying) {
         info!(
@@ -108,7 +111,9 @@ async fn claim(
             )));
         };
         if collection.value.state == CollectionState::Failed {
-            return Ok(Err("the collection failed; its indexes are not built".into()));
+            return Ok(Err(
+                "the collection failed; its indexes are not built".into()
+            ));
         }
         if !collection.value.indexes.after_copy_pending() {
             return Ok(Err("no index of the collection waits to be built".into()));

@@ -1,12 +1,12 @@
 //! Translation of source index specifications into what Azure Cosmos DB for MongoDB (vCore)
 //! accepts.
 //!
-//! The vCore rules applied here come from its compatibility and limits pages: no collation
-//! (case-insensitive) indexes, no compound geospatial indexes, at most 32 fields in a compound
-//! index, 64 indexes per collection by default (the `_id` index included), hashed sharding
-//! only. TTL, partial, sparse, wildcard, text, 2dsphere and hashed indexes are supported. A
-//! unique constraint is never weakened: a unique index the target cannot hold exactly is
-//! skipped with a reason that says what is lost.
+//! The vCore rules applied here come from its compatibility and limits pages. vCore has no
+//! collation (case-insensitive) indexes and no compound geospatial indexes. It allows at most 32
+//! fields in a compound index and 64 indexes per collection by default, the `_id` index
+//! included. TTL, partial, sparse, wildcard, text, 2dsphere and hashed indexes are supported.
+//! A unique constraint is never weakened: a unique index the target cannot hold exactly is
+//! skipped with a reason that states what is lost.
 
 use bson::{Bson, Document};
 
@@ -38,8 +38,8 @@ const KNOWN_OPTIONS: &[&str] = &[
     "max",
 ];
 
-/// Version and build markers the target chooses for itself; dropping them changes nothing the
-/// user relies on, so the index still counts as created as is.
+/// Version and build markers that the target chooses for itself. Dropping them changes nothing
+/// the user relies on, so the index still counts as created as is.
 const MARKERS: &[&str] = &[
     "v",
     "ns",
@@ -48,14 +48,13 @@ const MARKERS: &[&str] = &[
     "2dsphereIndexVersion",
 ];
 
-/// Query operators MongoDB accepts in `partialFilterExpression`; the reference lists no other
-/// set for vCore.
-// NOTE: vCore's own list is not documented; this assumes it matches MongoDB 6.0.
+/// Query operators that MongoDB 6.0 accepts in `partialFilterExpression`.
+// NOTE: the vCore documentation lists no set of its own, so this assumes vCore matches MongoDB.
 const PARTIAL_FILTER_OPERATORS: &[&str] = &[
     "$eq", "$exists", "$gt", "$gte", "$lt", "$lte", "$type", "$and", "$or", "$in",
 ];
 
-/// What the target gets for one index.
+/// The plan's decision for one index, with the specification the target gets.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     Create(Document),
@@ -127,7 +126,9 @@ fn is_id_index(spec: &Document) -> bool {
 /// Decides one index, ignoring the job-level options.
 pub fn decide(spec: &Document, source_kind: SourceKind) -> Decision {
     if is_id_index(spec) {
-        return Decision::Skip("the target creates the _id index of every collection itself".into());
+        return Decision::Skip(
+            "the target creates the _id index of every collection itself".into(),
+        );
     }
     let Ok(key) = spec.get_document("key") else {
         return Decision::Skip("the source specification has no key document".into());
@@ -234,7 +235,7 @@ pub fn decide(spec: &Document, source_kind: SourceKind) -> Decision {
     }
 }
 
-/// A TTL index on the `_ts` system property of Cosmos DB (RU).
+/// Returns whether the index is a TTL index on the `_ts` system property of Cosmos DB (RU).
 fn is_ts_ttl(key: &Document, spec: &Document) -> bool {
     key.len() == 1 && key.contains_key("_ts") && spec.contains_key("expireAfterSeconds")
 }
@@ -336,7 +337,7 @@ fn as_i64(value: &Bson) -> Option<i64> {
     }
 }
 
-/// The first operator of a partial filter that is outside the accepted set.
+/// Finds the first operator of a partial filter that is outside the accepted set.
 fn unsupported_operator(filter: &Document) -> Option<String> {
     for (field, value) in filter {
         if field.starts_with('$') {
@@ -369,4 +370,222 @@ fn unsupported_operator(filter: &Document) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use bson::doc;
+
+    use super::*;
+    use crate::indexes::plan::{BuildState, IndexAction};
+
+    fn context(timing: IndexTiming) -> PlanContext {
+        PlanContext {
+            source_kind: SourceKind::MongoDb,
+            timing,
+        }
+    }
+
+    #[test]
+    fn plain_indexes_created_as_is() {
+        let specs = [
+            doc! { "v": 2, "key": { "a": 1 }, "name": "a_1" },
+            doc! { "v": 2, "key": { "a": 1, "b": -1 }, "name": "a_1_b_-1", "sparse": true },
+            doc! { "v": 2, "key": { "h": "hashed" }, "name": "h_hashed" },
+            doc! { "v": 2, "key": { "$**": 1 }, "name": "all", "wildcardProjection": { "x": 0 } },
+            doc! { "v": 2, "key": { "at": 1 }, "name": "ttl", "expireAfterSeconds": 3600_i64 },
+        ];
+        for spec in &specs {
+            let decision = decide(spec, SourceKind::MongoDb);
+            let Decision::Create(target) = decision else {
+                panic!("{spec}: {decision:?}");
+            };
+            assert_eq!(target.get("key"), spec.get("key"));
+            assert!(!target.contains_key("v"), "{target}");
+        }
+    }
+
+    #[test]
+    fn ttl_keeps_exact_type() {
+        let spec = doc! { "key": { "at": 1 }, "name": "ttl", "expireAfterSeconds": 3600_i64 };
+        let Decision::Create(target) = decide(&spec, SourceKind::MongoDb) else {
+            panic!("not created");
+        };
+        assert_eq!(target.get("expireAfterSeconds"), Some(&Bson::Int64(3600)));
+    }
+
+    #[test]
+    fn id_index_skipped() {
+        let spec = doc! { "v": 2, "key": { "_id": 1 }, "name": "_id_" };
+        assert!(matches!(
+            decide(&spec, SourceKind::MongoDb),
+            Decision::Skip(_)
+        ));
+    }
+
+    #[test]
+    fn collation_unique_skipped() {
+        let spec = doc! {
+            "key": { "email": 1 }, "name": "email_ci", "unique": true,
+            "collation": { "locale": "en", "strength": 2 },
+        };
+        let Decision::Skip(reason) = decide(&spec, SourceKind::MongoDb) else {
+            panic!("not skipped");
+        };
+        assert!(
+            reason.contains("does not enforce this unique constraint"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn collation_plain_translated() {
+        let spec = doc! {
+            "key": { "name": 1 }, "name": "name_ci",
+            "collation": { "locale": "fr", "strength": 1 },
+        };
+        let Decision::Translate(target, reason) = decide(&spec, SourceKind::MongoDb) else {
+            panic!("not translated");
+        };
+        assert!(!target.contains_key("collation"));
+        assert!(reason.contains("collation"), "{reason}");
+    }
+
+    #[test]
+    fn ru_ts_ttl_skipped() {
+        let spec = doc! { "key": { "_ts": 1 }, "name": "_ts_1", "expireAfterSeconds": 60 };
+        let Decision::Skip(reason) = decide(&spec, SourceKind::CosmosRu) else {
+            panic!("not skipped");
+        };
+        assert!(reason.contains("_ts"), "{reason}");
+        // On MongoDB `_ts` is an ordinary field.
+        assert!(matches!(
+            decide(&spec, SourceKind::MongoDb),
+            Decision::Create(_)
+        ));
+    }
+
+    #[test]
+    fn text_key_rebuilt_from_weights() {
+        let spec = doc! {
+            "v": 2, "key": { "_fts": "text", "_ftsx": 1 }, "name": "body_text",
+            "weights": { "body": 1, "title": 3 }, "default_language": "english",
+            "language_override": "language", "textIndexVersion": 3,
+        };
+        let Decision::Create(target) = decide(&spec, SourceKind::MongoDb) else {
+            panic!("not created");
+        };
+        assert_eq!(
+            target.get_document("key").unwrap(),
+            &doc! { "body": "text", "title": "text" }
+        );
+        assert!(!target.contains_key("textIndexVersion"));
+        assert_eq!(
+            target.get_document("weights").unwrap(),
+            spec.get_document("weights").unwrap()
+        );
+    }
+
+    #[test]
+    fn compound_geo_translated_or_skipped() {
+        let spec = doc! { "key": { "loc": "2dsphere", "kind": 1 }, "name": "geo" };
+        let Decision::Translate(target, _) = decide(&spec, SourceKind::MongoDb) else {
+            panic!("not translated");
+        };
+        assert_eq!(
+            target.get_document("key").unwrap(),
+            &doc! { "loc": "2dsphere" }
+        );
+        let single = doc! { "key": { "loc": "2dsphere" }, "name": "geo1" };
+        assert!(matches!(
+            decide(&single, SourceKind::MongoDb),
+            Decision::Create(_)
+        ));
+    }
+
+    #[test]
+    fn partial_filter_operators_checked() {
+        let accepted = doc! {
+            "key": { "a": 1 }, "name": "p", "unique": true,
+            "partialFilterExpression": { "a": { "$exists": true }, "b": { "$gt": 5 } },
+        };
+        let Decision::Create(target) = decide(&accepted, SourceKind::MongoDb) else {
+            panic!("not created");
+        };
+        assert_eq!(
+            target.get("partialFilterExpression"),
+            accepted.get("partialFilterExpression")
+        );
+        let unique = doc! {
+            "key": { "a": 1 }, "name": "p", "unique": true,
+            "partialFilterExpression": { "a": { "$ne": null } },
+        };
+        let Decision::Skip(reason) = decide(&unique, SourceKind::MongoDb) else {
+            panic!("not skipped");
+        };
+        assert!(reason.contains("$ne"), "{reason}");
+        let plain = doc! {
+            "key": { "a": 1 }, "name": "p",
+            "partialFilterExpression": { "$or": [{ "a": { "$regex": "^x" } }] },
+        };
+        let Decision::Translate(target, _) = decide(&plain, SourceKind::MongoDb) else {
+            panic!("not translated");
+        };
+        assert!(!target.contains_key("partialFilterExpression"));
+    }
+
+    #[test]
+    fn hidden_and_unknown_options_translated() {
+        let spec = doc! { "key": { "a": 1 }, "name": "a", "hidden": true, "storageEngine": {} };
+        let Decision::Translate(target, reason) = decide(&spec, SourceKind::MongoDb) else {
+            panic!("not translated");
+        };
+        assert!(!target.contains_key("hidden"));
+        assert!(reason.contains("hidden"), "{reason}");
+        assert!(reason.contains("storageEngine"), "{reason}");
+    }
+
+    #[test]
+    fn unique_built_before_copy() {
+        let specs = [
+            doc! { "key": { "_id": 1 }, "name": "_id_" },
+            doc! { "key": { "u": 1 }, "name": "u_1", "unique": true },
+            doc! { "key": { "a": 1 }, "name": "a_1" },
+        ];
+        let plan = plan_indexes(&specs, &context(IndexTiming::AfterCopy));
+        let phases: Vec<BuildPhase> = plan.iter().map(|i| i.phase).collect();
+        assert_eq!(
+            phases,
+            [
+                BuildPhase::Never,
+                BuildPhase::BeforeCopy,
+                BuildPhase::AfterCopy
+            ]
+        );
+        let early = plan_indexes(&specs, &context(IndexTiming::BeforeCopy));
+        assert_eq!(early[2].phase, BuildPhase::BeforeCopy);
+    }
+
+    #[test]
+    fn skip_option_skips_all() {
+        let specs = [doc! { "key": { "u": 1 }, "name": "u_1", "unique": true }];
+        let plan = plan_indexes(&specs, &context(IndexTiming::Skip));
+        assert_eq!(plan[0].action, IndexAction::Skip);
+        assert_eq!(plan[0].state, BuildState::Skipped);
+        assert!(plan[0].reason.as_deref().unwrap().contains("unique"));
+    }
+
+    #[test]
+    fn index_limit_skips_the_rest() {
+        let specs: Vec<Document> = (0..70)
+            .map(|i| doc! { "key": { format!("f{i}"): 1 }, "name": format!("f{i}_1") })
+            .collect();
+        let plan = plan_indexes(&specs, &context(IndexTiming::AfterCopy));
+        let created = plan
+            .iter()
+            .filter(|i| i.action != IndexAction::Skip)
+            .count();
+        assert_eq!(created, MAX_INDEXES - 1);
+        assert!(plan[69].reason.as_deref().unwrap().contains("64"));
+    }
 }
