@@ -262,6 +262,22 @@ async fn unique_violation_fails_collection() {
     assert_eq!(view["state"], "failed", "{view:#}");
     let target = target_indexes(&h, "mig", "users").await;
     assert!(find(&target, "email_1").is_none(), "{target:?}");
+
+    // Removing the duplicate and resuming builds the index and copies the collection.
+    h.target_client
+        .database("mig")
+        .collection::<Document>("users")
+        .delete_one(doc! { "_id": 101 })
+        .await
+        .expect("duplicate removed");
+    let (status, body) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(index_view(&job, "email_1")["state"], "built");
+    let target = target_indexes(&h, "mig", "users").await;
+    assert!(find(&target, "email_1").is_some(), "{target:?}");
+    assert_eq!(h.target_count("mig", "users").await, 2);
     h.stop().await;
 }
 

@@ -53,6 +53,20 @@ impl CollectionIndexes {
     pub fn after_copy_pending(&self) -> bool {
         plan::has_open_builds(&self.plan, BuildPhase::AfterCopy)
     }
+
+    /// Sets failed builds back to pending, so that resuming a failed job builds them again
+    /// instead of finishing without them.
+    pub fn retry_failed(&mut self) {
+        for index in &mut self.plan {
+            if index.state == BuildState::Failed {
+                index.state = BuildState::Pending;
+                index.error = None;
+                index.finished_at = None;
+            }
+        }
+        self.build_owner = None;
+        self.build_lease_until = None;
+    }
 }
 
 /// Lists a collection's index specifications as the server returns them.
