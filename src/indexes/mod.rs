@@ -195,6 +195,11 @@ pub async fn build_phase(
         let name = entry.name.clone();
         entry.state = BuildState::Building;
         entry.started_at.get_or_insert_with(Utc::now);
+        if collection.value.indexes.build_owner.is_some() {
+            // An index task renews its lease before each build, so the scheduler does not send
+            // a second task while this one is still working through the list.
+            collection.value.indexes.build_lease_until = Some(Utc::now() + engine.lease());
+        }
         crate::copy::plan_task::save_collection(engine, collection).await?;
         info!(index = %name, "building index");
 

@@ -364,7 +364,11 @@ fn unsupported_operator(filter: &Document) -> Option<String> {
             if !PARTIAL_FILTER_OPERATORS.contains(&operator.as_str()) {
                 return Some(operator.clone());
             }
-            if operator == "$exists" && !matches!(argument, Bson::Boolean(true)) {
+            let exists = match argument {
+                Bson::Boolean(value) => *value,
+                other => as_i64(other).is_some_and(|n| n != 0),
+            };
+            if operator == "$exists" && !exists {
                 return Some("$exists: false".into());
             }
         }
