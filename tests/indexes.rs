@@ -483,3 +483,48 @@ async fn index_builds_visible_while_pending() {
     assert_eq!(job["collections"][0]["indexBuilds"]["built"], 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unique_violation_during_copy_fails() {
+    let h = Harness::start().await;
+    create_indexes(
+        &h.source_client,
+        "mig",
+        "accounts",
+        vec![doc! { "key": { "email": 1 }, "name": "email_1", "unique": true }],
+    )
+    .await;
+    h.insert_source(
+        "mig",
+        "accounts",
+        vec![doc! { "_id": 1, "email": "taken@example.com" }],
+    )
+    .await;
+    // One target document is enough for the index build to pass, but it takes the email of a
+    // source document with another `_id`.
+    h.target_client
+        .database("mig")
+        .collection::<Document>("accounts")
+        .insert_one(doc! { "_id": 100, "email": "taken@example.com" })
+        .await
+        .expect("target document inserted");
+
+    let request = h.job_request("copy-violation", &[("mig", "accounts")], json!({}));
+    let id = h.create_job(&request).await;
+    let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
+
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert_eq!(index_view(&job, "email_1")["state"], "built", "{job:#}");
+    let collection = &job["collections"][0];
+    assert_eq!(collection["chunksFailed"], 1, "{job:#}");
+    let error = collection["lastError"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("email_1"),
+        "error does not name the index: {error}"
+    );
+    assert!(
+        error.contains("11000"),
+        "error does not give the code: {error}"
+    );
+    h.stop().await;
+}
