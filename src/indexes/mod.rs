@@ -136,6 +136,8 @@ pub async fn prepare_collection(
         );
     }
 
+    // NOTE: MongoDB rejects a unique index on a sharded collection unless the shard key is its
+    // prefix; vCore documents no such rule, so unique builds after sharding are tried as planned.
     let shard_key = spec.and_then(|s| s.target_shard_key.as_ref());
     if let (Some(key), false) = (shard_key, collection.value.indexes.target_sharded) {
         let field = match shard::shard_field(key) {
