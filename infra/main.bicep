@@ -99,6 +99,7 @@ var workQueueNames = [
   '${storagePrefix}-copy'
   '${storagePrefix}-stream'
   '${storagePrefix}-verify'
+  '${storagePrefix}-index'
 ]
 var queueNames = empty(eventsQueueName) ? workQueueNames : concat(workQueueNames, [eventsQueueName])
 var createKeyVault = empty(existingKeyVaultName)

@@ -8,6 +8,7 @@
 //! - `state`: job, collection and chunk rows on Table Storage with ETag concurrency.
 //! - `queue`: task messages on Queue Storage (ids only).
 //! - `copy`: chunk planning by `_id`, the copy task, the reader and the idempotent writer.
+//! - `indexes`: index plans (translated for vCore), target shard keys and index builds.
 //! - `mongo`: driver clients per credential reference and error classification.
 //! - `runtime`: the engine that advances jobs, the Functions contract and standalone workers.
 //! - `secrets`: credential references, vault host checks and redaction.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod config;
 pub mod copy;
+pub mod indexes;
 pub mod jobs;
 pub mod mongo;
 pub mod queue;

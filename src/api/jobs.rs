@@ -124,6 +124,7 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
             started_at: None,
             finished_at: None,
             last_error: None,
+            indexes: Default::default(),
         })
         .collect();
     engine.store.create_job(&job, &collections).await?;
@@ -253,6 +254,7 @@ async fn requeue_failed_work(engine: &Engine, job_id: &str) -> Result<(), ApiErr
                 CollectionState::Pending
             };
             collection.value.last_error = None;
+            collection.value.indexes.retry_failed();
             match engine.store.replace_collection(job_id, &collection).await {
                 Ok(_) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::indexes::plan::{build_counts, index_views, BuildCounts, IndexView};
 use crate::jobs::{allowed_commands, Command, JobState, Mode, SourceKind};
 use crate::state::{ChunkRecord, ChunkState, CollectionRecord, JobRecord, Versioned};
 
@@ -66,6 +67,12 @@ pub struct CollectionView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Each source index with its action (create, translate, skip), reason and build state.
+    pub indexes: Vec<IndexView>,
+    /// Build progress over `indexes`.
+    pub index_builds: BuildCounts,
+    /// Whether the target collection was sharded on the job's `targetShardKey`.
+    pub target_sharded: bool,
 }
 
 pub fn collection_view(
@@ -117,6 +124,9 @@ pub fn collection_view(
         started_at: collection.started_at,
         finished_at: collection.finished_at,
         last_error,
+        indexes: index_views(&collection.indexes.plan),
+        index_builds: build_counts(&collection.indexes.plan),
+        target_sharded: collection.indexes.target_sharded,
     }
 }
 

@@ -124,9 +124,7 @@ impl Splitter {
                 ));
                 Some(close(cursor, None, count))
             }
-            Some((cursor, count))
-                if count >= self.current_limit && !bracket.is_single_valued() =>
-            {
+            Some((cursor, count)) if count >= self.current_limit && !bracket.is_single_valued() => {
                 let next = PlanCursor {
                     bracket,
                     lower: Some(id.clone()),

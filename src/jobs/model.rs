@@ -58,6 +58,11 @@ pub struct CollectionSpec {
     pub target_database: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_collection: Option<String>,
+    /// Shards the target collection on this key before the copy, as `{"customerId": "hashed"}`
+    /// (vCore shards by a hashed key only). Unset leaves the target unsharded, whatever the
+    /// source's shard key is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_shard_key: Option<crate::indexes::shard::ShardKeySpec>,
 }
 
 impl CollectionSpec {
@@ -117,6 +122,22 @@ pub struct JobOptions {
     /// What to do when a target collection already holds documents.
     #[serde(default)]
     pub existing_target: ExistingTarget,
+    /// When the target's indexes are built; unique indexes are always built before the copy.
+    #[serde(default)]
+    pub indexes: IndexTiming,
+}
+
+/// When non-unique indexes are built on the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum IndexTiming {
+    /// After each collection's copy, which loads data faster.
+    #[default]
+    AfterCopy,
+    /// Before the copy, together with the unique indexes.
+    BeforeCopy,
+    /// Create no index at all, unique ones included; the plan still lists them.
+    Skip,
 }
 
 /// Policy for target collections that already hold documents.
@@ -150,6 +171,7 @@ impl Default for JobOptions {
             max_parallel_chunks: default_max_parallel_chunks(),
             source_kind: SourceKind::Auto,
             existing_target: ExistingTarget::Merge,
+            indexes: IndexTiming::AfterCopy,
         }
     }
 }

@@ -17,16 +17,19 @@ use crate::storage::{QueueClient, StorageAccount, StorageError};
 pub enum TaskKind {
     Plan,
     Copy,
+    /// Builds a collection's after-copy indexes.
+    Index,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 2] = [TaskKind::Plan, TaskKind::Copy];
+    pub const ALL: [TaskKind; 3] = [TaskKind::Plan, TaskKind::Copy, TaskKind::Index];
 
     /// Queue name suffix, also the Functions function name without `-task`.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Plan => "plan",
             TaskKind::Copy => "copy",
+            TaskKind::Index => "index",
         }
     }
 
@@ -35,6 +38,7 @@ impl TaskKind {
         match self {
             TaskKind::Plan => "plan-task",
             TaskKind::Copy => "copy-task",
+            TaskKind::Index => "index-task",
         }
     }
 
@@ -61,11 +65,20 @@ pub struct CopyTask {
     pub chunk: u32,
 }
 
+/// Builds the after-copy indexes of one collection, from the first index not built yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IndexTask {
+    pub job_id: String,
+    pub collection: u32,
+}
+
 /// The task queues of one deployment.
 #[derive(Clone)]
 pub struct TaskQueues {
     plan: QueueClient,
     copy: QueueClient,
+    index: QueueClient,
     /// Wakes this process's idle consumers of a queue when this process sends to it, so a
     /// standalone service does not wait for its next poll. Other processes still poll.
     wake: Arc<HashMap<TaskKind, Notify>>,
@@ -76,6 +89,7 @@ impl TaskQueues {
         TaskQueues {
             plan: account.queue(&queue_name(prefix, TaskKind::Plan)),
             copy: account.queue(&queue_name(prefix, TaskKind::Copy)),
+            index: account.queue(&queue_name(prefix, TaskKind::Index)),
             wake: Arc::new(
                 TaskKind::ALL
                     .into_iter()
@@ -104,17 +118,19 @@ impl TaskQueues {
         match kind {
             TaskKind::Plan => &self.plan,
             TaskKind::Copy => &self.copy,
+            TaskKind::Index => &self.index,
         }
     }
 
     pub async fn ensure_queues(&self) -> Result<(), StorageError> {
         self.plan.create_if_not_exists().await?;
         self.copy.create_if_not_exists().await?;
+        self.index.create_if_not_exists().await?;
         Ok(())
     }
 
     pub async fn send_plan(&self, task: &PlanTask) -> Result<(), StorageError> {
-        self.plan.send(&to_json(task), None).await
+        self.send(TaskKind::Plan, &to_json(task), None).await
     }
 
     pub async fn send_copy(
@@ -122,7 +138,29 @@ impl TaskQueues {
         task: &CopyTask,
         delay: Option<Duration>,
     ) -> Result<(), StorageError> {
-        self.copy.send(&to_json(task), delay).await
+        self.send(TaskKind::Copy, &to_json(task), delay).await
+    }
+
+    pub async fn send_index(
+        &self,
+        task: &IndexTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.send(TaskKind::Index, &to_json(task), delay).await
+    }
+
+    /// Sends a message and wakes this process's idle consumers of its queue.
+    async fn send(
+        &self,
+        kind: TaskKind,
+        text: &str,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.client(kind).send(text, delay).await?;
+        if delay.is_none() {
+            self.wake(kind);
+        }
+        Ok(())
     }
 }
 

@@ -101,6 +101,8 @@ impl Engine {
                 JobState::Planning | JobState::Copying => {
                     self.enqueue_waiting(&job.value, &collections, &chunks)
                         .await?;
+                    crate::indexes::task::enqueue_builds(self, job_id, &collections, &chunks)
+                        .await?;
                     self.copy_phase_outcome(&job.value, &collections, &chunks)
                 }
                 _ => None,
@@ -157,11 +159,15 @@ impl Engine {
         if !all_planned {
             return None;
         }
+        // Index builds after the copy belong to the copy phase: an offline job completes, and an
+        // online one starts replicating, only once they are done.
         let busy = chunks.iter().any(|c| {
             matches!(
                 c.value.state,
                 ChunkState::Waiting | ChunkState::Queued | ChunkState::Running
             )
+        }) || collections.iter().any(|c| {
+            c.value.state != CollectionState::Failed && c.value.indexes.after_copy_pending()
         });
         let failed = chunks.iter().any(|c| c.value.state == ChunkState::Failed)
             || collections

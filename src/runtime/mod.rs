@@ -10,7 +10,8 @@ use tracing::warn;
 
 use crate::copy::plan_task::run_plan_task;
 use crate::copy::task::{run_copy_task, CopyError};
-use crate::queue::{CopyTask, PlanTask, TaskKind};
+use crate::indexes::task::run_index_task;
+use crate::queue::{CopyTask, IndexTask, PlanTask, TaskKind};
 use engine::Engine;
 
 /// The queue message a task runs for.
@@ -83,6 +84,10 @@ pub async fn run_task(
             let task: CopyTask = serde_json::from_str(body).map_err(bad)?;
             Ok(run_copy_task(engine, &task, message).await?)
         }
+        TaskKind::Index => {
+            let task: IndexTask = serde_json::from_str(body).map_err(bad)?;
+            Ok(run_index_task(engine, &task, message).await?)
+        }
     }
 }
 
@@ -116,6 +121,15 @@ pub async fn handle_poison(engine: &Engine, kind: TaskKind, body: &str) {
             {
                 warn!(error = %e, job_id = %task.job_id, "could not mark the job failed");
             }
+        }
+        TaskKind::Index => {
+            let Ok(task) = serde_json::from_str::<IndexTask>(body) else {
+                warn!(body_len = body.len(), "unreadable poison message dropped");
+                return;
+            };
+            let reason = "building the collection's indexes failed on every delivery and its \
+                          message was moved to the poison queue; see earlier errors";
+            crate::indexes::task::mark_failed(engine, &task, reason).await;
         }
     }
 }

@@ -106,6 +106,9 @@ pub struct CollectionRecord {
     pub finished_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The index plan, the target's sharding and the index build progress.
+    #[serde(default)]
+    pub indexes: crate::indexes::CollectionIndexes,
 }
 
 /// The phase of one chunk.
