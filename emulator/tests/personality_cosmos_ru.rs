@@ -155,6 +155,36 @@ async fn change_events_have_no_operation_type_and_no_deletes() {
         events[1].get_document("_id").unwrap(),
         "every event of a batch carries the same resume token"
     );
+
+    // Resuming from an event's token replays its whole batch.
+    let token: mongodb::change_stream::event::ResumeToken =
+        bson::from_document(doc! { "_id": events[0].get_document("_id").unwrap().clone() })
+            .map(|wrapper: TokenWrapper| wrapper.id)
+            .unwrap();
+    let mut resumed = collection
+        .watch()
+        .pipeline(cosmos_pipeline())
+        .full_document(FullDocumentType::UpdateLookup)
+        .resume_after(token)
+        .max_await_time(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .with_type::<RawDocumentBuf>();
+    let mut replayed = Vec::new();
+    for _ in 0..20 {
+        if let Some(event) = resumed.next_if_any().await.unwrap() {
+            replayed.push(event.to_document().unwrap());
+        } else if !replayed.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(replayed.len(), events.len(), "the batch is replayed whole");
+}
+
+#[derive(serde::Deserialize)]
+struct TokenWrapper {
+    #[serde(rename = "_id")]
+    id: mongodb::change_stream::event::ResumeToken,
 }
 
 #[tokio::test]

@@ -476,6 +476,7 @@ impl StreamCursor {
         if self.position + 1 < changes.oldest_sequence() {
             return Err(history_lost());
         }
+        let batch_start = self.high_water_mark();
 
         let mut events = Vec::new();
         // Sequence and token of the last event put in the batch.
@@ -538,10 +539,11 @@ impl StreamCursor {
 
         if self.cosmos {
             events = coalesce_by_document_key(events);
-            // Cosmos DB gives every event of a batch the same resume token.
+            // Cosmos DB gives every event of a batch the same resume token: the continuation
+            // the batch was read from, so resuming from any event replays the whole batch.
             for event in &mut events {
                 let mut rewritten = RawDocumentBuf::new();
-                rewritten.append("_id", post_batch_token.clone());
+                rewritten.append("_id", batch_start.clone());
                 for (key, value) in event.iter().flatten() {
                     if key != "_id" {
                         rewritten.append_ref(key, value);
