@@ -96,7 +96,7 @@ async fn change_stream_accepts_only_the_documented_shape() {
 }
 
 #[tokio::test]
-async fn change_events_have_no_operation_type_and_no_deletes() {
+async fn change_events_use_cosmos_shape() {
     let (_emulator, client) = cosmos().await;
     let collection = client.database("ru").collection::<Document>("c");
     collection.insert_one(doc! { "_id": 0 }).await.unwrap();
@@ -221,8 +221,8 @@ async fn request_unit_budget_throttles_with_retry_after() {
     let count = collection.count_documents(doc! {}).await.unwrap();
     assert_eq!(count as usize, committed);
 
-    // With one request unit per second, a burst of reads must be throttled; the budget
-    // window may roll over once during the burst, so several reads are tried.
+    // With one request unit per second, a burst of reads must be throttled. The budget window
+    // may roll over once during the burst, so several reads are tried.
     db.run_command(doc! { "emulatorSetRuPerSecond": 1 })
         .await
         .unwrap();
