@@ -21,7 +21,8 @@
 //!   insert/update/replace followed by `$project` of `_id`, `fullDocument`, `ns` and
 //!   `documentKey`, and only with `fullDocument: updateLookup`. Events carry no `operationType`
 //!   or `updateDescription`, deletes are not reported, updates to one document within a batch
-//!   merge into one event, and every event of a batch has the same resume token. Documents are
+//!   merge into one event, and every event of a batch has the same resume token (the position
+//!   the batch was read from, so resuming from it replays the batch). Documents are
 //!   limited to 2 MB. A request-unit budget (`ru_per_second`) makes reads and writes fail with
 //!   16500 and `RetryAfterMs=N`, per document inside bulk inserts. `getLastRequestStatistics`
 //!   reports the last request's charge.

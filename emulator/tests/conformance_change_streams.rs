@@ -155,7 +155,7 @@ async fn update_lookup_returns_current_document() {
 }
 
 #[tokio::test]
-async fn resume_after_token_and_start_after_and_operation_time() {
+async fn resume_from_every_start_point() {
     for target in common::targets().await {
         let db = target.client.database(&common::unique_db("resume"));
         let collection = db.collection::<Document>("c");
@@ -435,7 +435,7 @@ async fn injected_get_more_failure_is_resumed() {
             })
             .await
             .unwrap();
-        // The driver sees ResumableChangeStreamError, reopens the stream from its token and
+        // The driver receives ResumableChangeStreamError, reopens the stream from its token and
         // still delivers the event.
         let event = next_event(&mut stream).await;
         assert_eq!(
