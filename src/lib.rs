@@ -9,8 +9,10 @@
 //! - `queue`: task messages on Queue Storage (ids only).
 //! - `copy`: chunk planning by `_id`, the copy task, the reader and the idempotent writer.
 //! - `mongo`: driver clients per credential reference and error classification.
+//! - `preflight`: the checks that run before a job starts, and their report.
 //! - `runtime`: the engine that advances jobs, the Functions contract and standalone workers.
-//! - `secrets`: credential references, vault host checks and redaction.
+//! - `secrets`: credential references, Key Vault reads, the identity credential, vault host
+//!   checks and redaction.
 //! - `storage`: Table and Queue Storage clients.
 
 pub mod api;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod copy;
 pub mod jobs;
 pub mod mongo;
+pub mod preflight;
 pub mod queue;
 pub mod runtime;
 pub mod secrets;
