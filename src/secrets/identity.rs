@@ -116,7 +116,6 @@ pub fn build_credential(
                 ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                     user_assigned_id: options.client_id.clone().map(UserAssignedId::ClientId),
                     client_options: client_options(None).map_err(failed)?,
-                    ..ManagedIdentityCredentialOptions::default()
                 }))
                 .map_err(|e| failed(e.to_string()))?;
             Ok(credential)
@@ -172,8 +171,7 @@ mod tests {
             kind: CredentialKind::WorkloadIdentity,
             client_id: None,
         })
-        .err()
-        .expect("workload identity needs AZURE_TENANT_ID");
+        .expect_err("workload identity needs AZURE_TENANT_ID");
         assert_eq!(error.kind, CredentialKind::WorkloadIdentity);
         assert!(error.to_string().contains("workloadidentity"), "{error}");
     }

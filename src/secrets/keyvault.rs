@@ -165,14 +165,35 @@ fn describe_error(error: &azure_core::Error) -> String {
         Some(StatusCode::NotFound) => {
             "the secret was not found (404); check secretName and secretVersion".to_string()
         }
-        Some(status) => format!("the vault answered HTTP {}: {error}", u16::from(status)),
+        Some(status) => format!(
+            "the vault answered HTTP {}: {}",
+            u16::from(status),
+            error_chain(error)
+        ),
         None => match error.kind() {
-            ErrorKind::Credential => format!("getting an access token failed: {error}"),
-            ErrorKind::Connection | ErrorKind::Io => {
-                format!("the vault could not be reached: {error}")
+            ErrorKind::Credential => {
+                format!("getting an access token failed: {}", error_chain(error))
             }
-            _ => error.to_string(),
+            ErrorKind::Connection | ErrorKind::Io => {
+                format!("the vault could not be reached: {}", error_chain(error))
+            }
+            _ => error_chain(error),
         },
     };
     super::truncate_message(text)
+}
+
+/// The messages of an error and its sources, because the SDK wraps the cause (for example a
+/// rejected challenge) in a generic "will not be retried" error.
+fn error_chain(error: &azure_core::Error) -> String {
+    let mut messages = vec![error.to_string()];
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !messages.iter().any(|m| m.contains(&message)) {
+            messages.push(message);
+        }
+        source = cause.source();
+    }
+    messages.join(": ")
 }
