@@ -10,8 +10,10 @@
 //! - `copy`: chunk planning by `_id`, the copy task, the reader and the idempotent writer.
 //! - `indexes`: index plans (translated for vCore), target shard keys and index builds.
 //! - `mongo`: driver clients per credential reference and error classification.
+//! - `preflight`: the checks that run before a job starts, and their report.
 //! - `runtime`: the engine that advances jobs, the Functions contract and standalone workers.
-//! - `secrets`: credential references, vault host checks and redaction.
+//! - `secrets`: credential references, Key Vault reads, the identity credential, vault host
+//!   checks and redaction.
 //! - `storage`: Table and Queue Storage clients.
 
 pub mod api;
@@ -20,6 +22,7 @@ pub mod copy;
 pub mod indexes;
 pub mod jobs;
 pub mod mongo;
+pub mod preflight;
 pub mod queue;
 pub mod runtime;
 pub mod secrets;

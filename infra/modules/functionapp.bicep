@@ -97,6 +97,9 @@ var appSettings = union(
     VCM_TASK_TIME_BUDGET_SECONDS: string(taskTimeBudgetSeconds)
     VCM_LEASE_SECONDS: string(leaseSeconds)
     VCM_LOG_FORMAT: logFormat
+    VCM_AZURE_CREDENTIAL: 'managedidentity'
+    VCM_SECRET_CACHE_SECONDS: '300'
+    VCM_PREFLIGHT_TIMEOUT_SECONDS: '15'
   },
   empty(outboundIp) ? {} : { VCM_OUTBOUND_IP: outboundIp },
   empty(eventsQueueName) ? {} : { VCM_EVENTS_QUEUE: eventsQueueName }

@@ -43,13 +43,14 @@ pub async fn health(State(engine): State<Engine>) -> Response {
 
 pub async fn unknown_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no route {}; the API has /api/jobs, /api/jobs/{{id}}, /api/jobs/{{id}}/{{command}} and /api/health",
+        "no route {}; the API has /api/jobs, /api/jobs/validate, /api/jobs/{{id}}, \
+         /api/jobs/{{id}}/{{command}} and /api/health",
         uri.path()
     ))
 }
 
 /// Parses a JSON body, naming the field at fault.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "invalidBody",
@@ -73,18 +74,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
 pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Response, ApiError> {
     let request: JobRequest = parse_body(&body)?;
     validate_request(&request).map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    for (field, reference) in [("source", &request.source), ("target", &request.target)] {
-        reference
-            .resolve_setting(|name| std::env::var(name).ok())
-            .map_err(|e| {
-                let code = if field == "source" {
-                    "invalidSource"
-                } else {
-                    "invalidTarget"
-                };
-                ApiError::bad_request(code, format!("{field}: {e}"))
-            })?;
-    }
+    super::preflight::require_preflight(&engine, &request).await?;
 
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().to_string();

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod jobs;
+mod preflight;
 mod view;
 
 pub use error::ApiError;
@@ -27,6 +28,7 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
     let api = Router::new()
         .route("/api/health", get(jobs::health))
         .route("/api/jobs", post(jobs::create_job).get(jobs::list_jobs))
+        .route("/api/jobs/validate", post(preflight::validate_job))
         .route("/api/jobs/{id}", get(jobs::get_job))
         .route("/api/jobs/{id}/{command}", post(jobs::run_command))
         .fallback(jobs::unknown_route);

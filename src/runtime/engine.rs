@@ -41,12 +41,13 @@ impl Engine {
     /// Builds the engine on a storage account, with tables and queues named from the prefix.
     pub fn new(settings: Arc<Settings>, account: StorageAccount) -> Self {
         let prefix = settings.storage_prefix.clone();
+        let secrets = crate::secrets::SecretResolver::from_settings(&settings);
         Engine {
             store: Store::new(&account, &prefix),
             queues: TaskQueues::new(&account, &prefix),
             settings,
             account,
-            clients: ClientCache::new(),
+            clients: ClientCache::new(secrets),
         }
     }
 
