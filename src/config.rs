@@ -25,6 +25,8 @@ pub const SCHEDULER_INTERVAL: &str = "VCM_SCHEDULER_INTERVAL_SECONDS";
 pub const OUTBOUND_IP: &str = "VCM_OUTBOUND_IP";
 pub const EVENTS_QUEUE: &str = "VCM_EVENTS_QUEUE";
 pub const LOG_FORMAT: &str = "VCM_LOG_FORMAT";
+pub const CALLBACK_SIGNING_KEY: &str = "VCM_CALLBACK_SIGNING_KEY";
+pub const CALLBACK_ALLOW_LOOPBACK: &str = "VCM_CALLBACK_ALLOW_LOOPBACK";
 
 /// Every setting name the service reads.
 pub const ALL_SETTINGS: &[&str] = &[
@@ -47,6 +49,8 @@ pub const ALL_SETTINGS: &[&str] = &[
     OUTBOUND_IP,
     EVENTS_QUEUE,
     LOG_FORMAT,
+    CALLBACK_SIGNING_KEY,
+    CALLBACK_ALLOW_LOOPBACK,
 ];
 
 /// A setting that is present but cannot be used.
@@ -88,6 +92,10 @@ pub struct Settings {
     pub scheduler_interval: Duration,
     pub outbound_ip: Option<String>,
     pub events_queue: Option<String>,
+    /// HMAC-SHA256 key that signs callback bodies; jobs with a `callbackUrl` need it.
+    pub callback_signing_key: Option<crate::secrets::Redacted<String>>,
+    /// Lets callbacks reach loopback addresses over plain http; for tests on one machine only.
+    pub callback_allow_loopback: bool,
     pub managed_identity_client_id: Option<String>,
 }
 
@@ -161,6 +169,12 @@ impl Settings {
             scheduler_interval: seconds(SCHEDULER_INTERVAL, get(SCHEDULER_INTERVAL), 5, 1, 3600)?,
             outbound_ip: get(OUTBOUND_IP),
             events_queue: get(EVENTS_QUEUE),
+            callback_signing_key: get(CALLBACK_SIGNING_KEY).map(crate::secrets::Redacted::new),
+            callback_allow_loopback: parse_bool(
+                CALLBACK_ALLOW_LOOPBACK,
+                get(CALLBACK_ALLOW_LOOPBACK),
+            )?
+            .unwrap_or(false),
             managed_identity_client_id: get(MANAGED_IDENTITY_CLIENT_ID),
         })
     }

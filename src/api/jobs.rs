@@ -85,6 +85,11 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
                 ApiError::bad_request(code, format!("{field}: {e}"))
             })?;
     }
+    if let Some(url) = &request.options.callback_url {
+        engine.events.check_callback(url).await.map_err(|e| {
+            ApiError::bad_request("invalidCallbackUrl", format!("options.callbackUrl: {e}"))
+        })?;
+    }
 
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -103,6 +108,8 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
         initial_copy_done: false,
         plan_lease_until: Some(now + engine.lease()),
         plan_owner: None,
+        event_delivery_error: None,
+        event_delivery_failures: 0,
         request: request.clone(),
     };
     let collections: Vec<CollectionRecord> = request
@@ -127,6 +134,9 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
         })
         .collect();
     engine.store.create_job(&job, &collections).await?;
+    engine
+        .events
+        .publish(crate::events::EventType::Created, &job, None, None);
     engine.send_plan(&id).await?;
     info!(job_id = %id, name = %job.name, mode = job.mode.as_str(), collections = collections.len(), "job created");
 
@@ -220,6 +230,7 @@ pub async fn run_command(
             Err(e) => return Err(e.into()),
         }
         info!(job_id = %id, command = command.as_str(), from = before.as_str(), to = next.state.as_str(), "job command accepted");
+        engine.events.state_changed(&job.value, before);
 
         if command == Command::Resume {
             requeue_failed_work(&engine, &id).await?;
