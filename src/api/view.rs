@@ -21,6 +21,12 @@ pub struct JobSummary {
     pub allowed_commands: Vec<Command>,
 }
 
+/// `GET /api/jobs`: every job, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobSummary>,
+}
+
 /// `GET /api/jobs/{id}`.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
