@@ -45,6 +45,8 @@ pub struct HarnessOptions {
     pub task_budget_seconds: u64,
     pub lease_seconds: u64,
     pub workers: usize,
+    /// More service settings, applied last (for example `VCM_EVENTS_QUEUE`).
+    pub settings: Vec<(String, String)>,
 }
 
 impl Default for HarnessOptions {
@@ -58,6 +60,7 @@ impl Default for HarnessOptions {
             task_budget_seconds: 30,
             lease_seconds: 5,
             workers: 4,
+            settings: Vec::new(),
         }
     }
 }
@@ -120,6 +123,10 @@ impl Harness {
             "VCM_WORKER_CONCURRENCY".to_string(),
             options.workers.to_string(),
         );
+
+        for (name, value) in &options.settings {
+            settings.insert(name.clone(), value.clone());
+        }
 
         let source_client = Client::with_uri_str(source.uri()).await.unwrap();
         let target_client = Client::with_uri_str(target.uri()).await.unwrap();
