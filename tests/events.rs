@@ -179,10 +179,10 @@ async fn online_job_events_reach_queue() {
     h.stop().await;
 }
 
-/// A callback receiver on 127.0.0.1 that answers HTTP 500 to the first `failures` requests.
+/// A callback receiver on 127.0.0.1 that responds with HTTP 500 to the first `failures` requests.
 #[derive(Clone, Default)]
 struct Receiver {
-    /// Every request with the status it was answered.
+    /// Every request with the status of its response.
     requests: Arc<Mutex<Vec<(HeaderMap, Bytes, StatusCode)>>>,
     failures: usize,
 }

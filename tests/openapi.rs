@@ -197,8 +197,8 @@ fn documented_operations(document: &Value) -> BTreeSet<(String, String)> {
 /// Returns `(METHOD, path)` for every `.route("path", method(..).method(..))` call in the
 /// service's source.
 ///
-/// axum's `Router` cannot list its routes, so this reads the calls that build it. It sees
-/// routes added in any file under `src/`, but not a prefix added with `Router::nest`.
+/// axum's `Router` cannot list its routes, so this reads the calls that build it. It finds
+/// routes added in any file under `src/`, but it misses a prefix added with `Router::nest`.
 fn served_routes(src: &Path) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
     for file in rust_files(src) {

@@ -18,7 +18,12 @@ use crate::state::{ChunkState, CollectionRecord, CollectionState, JobRecord, Sto
 
 /// `GET /`: answers the Functions host's readiness probe and names the service.
 pub async fn root() -> impl IntoResponse {
-    Json(json!({ "service": "vcore-migrate", "api": "/api/jobs" }))
+    Json(json!({
+        "service": "vcore-migrate",
+        "api": "/api/jobs",
+        "openapi": "/api/openapi.json",
+        "monitor": "/api/monitor"
+    }))
 }
 
 /// `GET /api/health`.

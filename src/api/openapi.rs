@@ -3,7 +3,7 @@
 //! `GET /api/openapi.json` for Logic Apps custom connectors and other clients.
 //!
 //! A new route needs a `#[utoipa::path]` annotation on its handler and an entry in
-//! [`ApiDoc`]'s `paths(...)`; the `openapi` integration test fails for any route of the router
+//! [`ApiDoc`]'s `paths(...)`. The `openapi` integration test fails for any route of the router
 //! that the document lacks.
 
 use axum::response::IntoResponse;

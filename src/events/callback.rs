@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use url::Url;
 
-/// Which addresses a callback may reach besides public ones.
+/// Addresses a callback may reach besides public ones.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
     /// Accept loopback addresses, and plain `http` to them. Only for tests on one machine,
@@ -62,7 +62,7 @@ fn check_ipv4(ip: Ipv4Addr, policy: AddressPolicy) -> Result<(), &'static str> {
         };
     }
     if ip.is_link_local() {
-        // 169.254.0.0/16 holds the instance metadata service (169.254.169.254).
+        // 169.254.0.0/16 contains the instance metadata service (169.254.169.254).
         return Err("a link-local or metadata address");
     }
     if ip == AZURE_WIRE_SERVER {
@@ -98,7 +98,7 @@ fn check_ipv6(ip: Ipv6Addr, policy: AddressPolicy) -> Result<(), &'static str> {
     if first & 0xffc0 == 0xfe80 {
         return Err("a link-local address");
     }
-    // fc00::/7 (unique local) also holds cloud metadata addresses such as fd00:ec2::254.
+    // fc00::/7 (unique local) also contains cloud metadata addresses such as fd00:ec2::254.
     if first & 0xfe00 == 0xfc00 {
         return Err("a private (unique local) address");
     }
@@ -121,8 +121,8 @@ pub fn check_url(text: &str, policy: AddressPolicy) -> Result<Url, CallbackError
         .ok_or_else(|| CallbackError::Invalid(format!("{text:?} has no host")))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(CallbackError::Invalid(
-            "the URL contains a user name or password; put credentials in the URL's query or \
-             check the signature header instead"
+            "the URL contains a user name or password; remove them, because receivers \
+             authenticate callbacks by their x-vcm-signature header"
                 .into(),
         ));
     }

@@ -8,7 +8,7 @@ use crate::state::JobRecord;
 /// The CloudEvents version of every event.
 pub const SPEC_VERSION: &str = "1.0";
 
-/// What happened to a job.
+/// The kind of change an event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
     /// The job was accepted by `POST /api/jobs`.
@@ -19,7 +19,7 @@ pub enum EventType {
     CutoverReady,
     /// A verification of the target against the source finished.
     VerificationCompleted,
-    /// The job entered the `failed` state; `data.lastError` says why.
+    /// The job entered the `failed` state; `data.lastError` gives the reason.
     Failed,
 }
 
@@ -51,7 +51,7 @@ pub struct CloudEvent {
     pub specversion: String,
     /// A UUID, unique per event; consumers use it to drop duplicates.
     pub id: String,
-    /// `/vcore-migrate/<storage prefix>`, which tells deployments apart.
+    /// `/vcore-migrate/<storage prefix>`, which distinguishes deployments.
     pub source: String,
     /// One of the `com.vcoremigrate.job.*` types.
     #[serde(rename = "type")]

@@ -35,7 +35,7 @@ struct Inner {
     policy: AddressPolicy,
 }
 
-/// Why one delivery attempt failed, and whether another attempt may succeed.
+/// The reason one delivery attempt failed, and whether another attempt may succeed.
 struct AttemptError {
     message: String,
     retriable: bool,
@@ -194,7 +194,7 @@ impl Inner {
             return Ok(());
         }
         Err(AttemptError {
-            message: format!("{host} answered HTTP {}", status.as_u16()),
+            message: format!("{host} returned HTTP {}", status.as_u16()),
             retriable: status.is_server_error()
                 || status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 || status == reqwest::StatusCode::REQUEST_TIMEOUT,
