@@ -35,7 +35,8 @@ async fn monitor_page_steers_running_job() {
         .await
         .unwrap();
 
-    // A throttled Cosmos DB (RU) source keeps the copy running long enough to watch it.
+    // A throttled Cosmos DB (RU) source keeps the copy running long enough to watch it: an estimated
+    // 30 seconds at 300 RU/s, against the few seconds the browser steps take.
     let h = Harness::start_with(HarnessOptions {
         source: mongo_emulator::EmulatorOptions {
             personality: mongo_emulator::Personality::CosmosRu,
@@ -45,7 +46,7 @@ async fn monitor_page_steers_running_job() {
         ..HarnessOptions::default()
     })
     .await;
-    let docs: Vec<Document> = (0..6000)
+    let docs: Vec<Document> = (0..12_000)
         .map(|i| doc! { "_id": i, "pad": "m".repeat(200) })
         .collect();
     // Load with throttling off, then turn it on for the copy.
