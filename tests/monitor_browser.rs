@@ -35,8 +35,8 @@ async fn monitor_page_steers_running_job() {
         .await
         .unwrap();
 
-    // A throttled Cosmos DB (RU) source keeps the copy running long enough to watch it: an estimated
-    // 30 seconds at 300 RU/s, against the few seconds the browser steps take.
+    // A throttled Cosmos DB (RU) source keeps the copy running long enough to watch it: an
+    // estimated 30 seconds at 300 RU/s, against the few seconds the browser steps take.
     let h = Harness::start_with(HarnessOptions {
         source: mongo_emulator::EmulatorOptions {
             personality: mongo_emulator::Personality::CosmosRu,
