@@ -28,6 +28,8 @@ pub const LOG_FORMAT: &str = "VCM_LOG_FORMAT";
 pub const AZURE_CREDENTIAL: &str = "VCM_AZURE_CREDENTIAL";
 pub const SECRET_CACHE: &str = "VCM_SECRET_CACHE_SECONDS";
 pub const PREFLIGHT_TIMEOUT: &str = "VCM_PREFLIGHT_TIMEOUT_SECONDS";
+pub const CALLBACK_SIGNING_KEY: &str = "VCM_CALLBACK_SIGNING_KEY";
+pub const CALLBACK_ALLOW_LOOPBACK: &str = "VCM_CALLBACK_ALLOW_LOOPBACK";
 
 /// Every setting name the service reads.
 pub const ALL_SETTINGS: &[&str] = &[
@@ -53,6 +55,8 @@ pub const ALL_SETTINGS: &[&str] = &[
     AZURE_CREDENTIAL,
     SECRET_CACHE,
     PREFLIGHT_TIMEOUT,
+    CALLBACK_SIGNING_KEY,
+    CALLBACK_ALLOW_LOOPBACK,
 ];
 
 /// A setting that is present but cannot be used.
@@ -94,6 +98,10 @@ pub struct Settings {
     pub scheduler_interval: Duration,
     pub outbound_ip: Option<String>,
     pub events_queue: Option<String>,
+    /// HMAC-SHA256 key that signs callback bodies; jobs with a `callbackUrl` need it.
+    pub callback_signing_key: Option<crate::secrets::Redacted<String>>,
+    /// Lets callbacks reach loopback addresses over plain http; for tests on one machine only.
+    pub callback_allow_loopback: bool,
     pub managed_identity_client_id: Option<String>,
     /// The Microsoft Entra ID credential for Key Vault and identity-based storage.
     pub azure_credential: crate::secrets::CredentialKind,
@@ -189,6 +197,12 @@ impl Settings {
             scheduler_interval: seconds(SCHEDULER_INTERVAL, get(SCHEDULER_INTERVAL), 5, 1, 3600)?,
             outbound_ip: get(OUTBOUND_IP),
             events_queue: get(EVENTS_QUEUE),
+            callback_signing_key: get(CALLBACK_SIGNING_KEY).map(crate::secrets::Redacted::new),
+            callback_allow_loopback: parse_bool(
+                CALLBACK_ALLOW_LOOPBACK,
+                get(CALLBACK_ALLOW_LOOPBACK),
+            )?
+            .unwrap_or(false),
             managed_identity_client_id: get(MANAGED_IDENTITY_CLIENT_ID),
             azure_credential: match get(AZURE_CREDENTIAL) {
                 Some(value) => value.parse().map_err(|reason| SettingError {

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - `config`: settings read from the environment, and the list of their names.
+//! - `events`: job events as CloudEvents, to the events queue and signed HTTPS callbacks.
 //! - `api`: the axum router (job routes, health, Functions invocations) and its error type.
 //! - `jobs`: the job request, its validation, and the lifecycle table for user commands.
 //! - `state`: job, collection and chunk rows on Table Storage with ETag concurrency.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod config;
 pub mod copy;
+pub mod events;
 pub mod indexes;
 pub mod jobs;
 pub mod mongo;

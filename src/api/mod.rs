@@ -1,9 +1,12 @@
 //! The HTTP API (axum): job routes, health, the Functions invocation route, and the API key
-//! check for standalone mode.
+//! check for standalone mode. The OpenAPI document and the monitor page need no key, so they sit
+//! outside the API key layer.
 
 mod auth;
 mod error;
 mod jobs;
+mod monitor;
+pub mod openapi;
 mod preflight;
 mod view;
 
@@ -41,7 +44,11 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
         Mount::FunctionsHost => api,
     };
 
-    let mut app = Router::new().route("/", get(jobs::root)).merge(api);
+    let mut app = Router::new()
+        .route("/", get(jobs::root))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/monitor", get(monitor::page))
+        .merge(api);
     if mount == Mount::FunctionsHost {
         app = app.route("/{function}", post(crate::runtime::functions::invoke));
     }

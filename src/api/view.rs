@@ -8,7 +8,7 @@ use crate::jobs::{allowed_commands, Command, JobState, Mode, SourceKind};
 use crate::state::{ChunkRecord, ChunkState, CollectionRecord, JobRecord, Versioned};
 
 /// One row of `GET /api/jobs`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSummary {
     pub id: String,
@@ -22,8 +22,14 @@ pub struct JobSummary {
     pub allowed_commands: Vec<Command>,
 }
 
+/// `GET /api/jobs`: every job, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobSummary>,
+}
+
 /// `GET /api/jobs/{id}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDetail {
     pub id: String,
@@ -43,14 +49,18 @@ pub struct JobDetail {
     pub documents_estimated: u64,
     pub bytes_copied: u64,
     pub documents_per_second: f64,
+    /// The last job event that could not be delivered, if any.
+    pub event_delivery_error: Option<String>,
+    pub event_delivery_failures: u64,
     pub collections: Vec<CollectionView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionView {
     pub source: String,
     pub target: String,
+    #[schema(value_type = String, example = "copying")]
     pub state: &'static str,
     pub documents_estimated: u64,
     pub documents_copied: u64,
@@ -171,6 +181,8 @@ pub fn job_detail(
         documents_estimated: estimated,
         bytes_copied: bytes,
         documents_per_second: rate(copied, started, job.finished_at, now),
+        event_delivery_error: job.event_delivery_error.clone(),
+        event_delivery_failures: job.event_delivery_failures,
         collections: views,
     }
 }

@@ -426,6 +426,7 @@ async fn claim_planning(
                 "another plan task holds job {job_id}; this message is a duplicate"
             )));
         }
+        let previous = job.value.state;
         if job.value.state == JobState::Queued {
             job.value.state = JobState::Planning;
         }
@@ -435,6 +436,7 @@ async fn claim_planning(
         match engine.store.replace_job(&job).await {
             Ok(etag) => {
                 job.etag = etag;
+                engine.events.state_changed(&job.value, previous);
                 return Ok(Ok(job));
             }
             Err(StoreError::Conflict) => continue,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::copy::{decode_document, encode_document};
 
 /// The plan's action for one source index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum IndexAction {
     /// Create the source specification unchanged.
@@ -23,7 +23,7 @@ pub enum IndexAction {
 }
 
 /// When an index is built relative to the copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum BuildPhase {
     BeforeCopy,
@@ -33,7 +33,7 @@ pub enum BuildPhase {
 }
 
 /// Progress of one index build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum BuildState {
     /// Waiting for its phase.
@@ -133,7 +133,7 @@ pub fn has_open_builds(plan: &[PlannedIndex], phase: BuildPhase) -> bool {
 }
 
 /// Counts of build states, for progress.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildCounts {
     /// Indexes the plan creates (created as is or translated).
@@ -163,7 +163,7 @@ pub fn build_counts(plan: &[PlannedIndex]) -> BuildCounts {
 }
 
 /// One index as the API shows it, with specifications as relaxed extended JSON.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IndexView {
     pub name: String,
@@ -173,7 +173,9 @@ pub struct IndexView {
     pub phase: BuildPhase,
     pub state: BuildState,
     pub error: Option<String>,
+    #[schema(value_type = Object)]
     pub source_spec: serde_json::Value,
+    #[schema(value_type = Option<Object>)]
     pub target_spec: Option<serde_json::Value>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::model::Mode;
 
 /// A job's lifecycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum JobState {
     Queued,
@@ -79,7 +79,7 @@ impl JobState {
 }
 
 /// A command a user sends to a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Command {
     Pause,

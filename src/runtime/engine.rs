@@ -8,6 +8,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::events::{AddressPolicy, Events};
 use crate::jobs::{JobState, Mode};
 use crate::mongo::ClientCache;
 use crate::queue::{CopyTask, PlanTask, TaskQueues};
@@ -27,6 +28,8 @@ pub struct Engine {
     pub store: Store,
     pub queues: TaskQueues,
     pub clients: ClientCache,
+    /// Publishes job events to the events queue and callbacks.
+    pub events: Events,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +45,20 @@ impl Engine {
     pub fn new(settings: Arc<Settings>, account: StorageAccount) -> Self {
         let prefix = settings.storage_prefix.clone();
         let secrets = crate::secrets::SecretResolver::from_settings(&settings);
+        let store = Store::new(&account, &prefix);
+        let events = Events::new(
+            &account,
+            store.clone(),
+            &prefix,
+            settings.events_queue.as_deref(),
+            settings.callback_signing_key.clone(),
+            AddressPolicy {
+                allow_loopback: settings.callback_allow_loopback,
+            },
+        );
         Engine {
-            store: Store::new(&account, &prefix),
+            store,
+            events,
             queues: TaskQueues::new(&account, &prefix),
             settings,
             account,
@@ -55,6 +70,7 @@ impl Engine {
     pub async fn ensure_storage(&self) -> Result<(), EngineError> {
         self.store.ensure_tables().await?;
         self.queues.ensure_queues().await?;
+        self.events.ensure_queue().await?;
         Ok(())
     }
 
@@ -136,6 +152,7 @@ impl Engine {
                         to = next.as_str(),
                         "job state changed"
                     );
+                    self.events.state_changed(&job.value, state);
                     if next == JobState::Completed || next == JobState::Replicating {
                         self.mark_collections_copied(job_id).await?;
                     }
@@ -366,12 +383,14 @@ pub async fn fail_job(engine: &Engine, job_id: &str, reason: &str) -> Result<(),
             job.value.resume_to.unwrap_or(JobState::Planning)
         };
         job.value.resume_to = Some(resume_to);
+        let previous = job.value.state;
         job.value.state = JobState::Failed;
         job.value.last_error = Some(reason.to_string());
         job.value.updated_at = Utc::now();
         match engine.store.replace_job(&job).await {
             Ok(_) => {
                 tracing::error!(job_id, error = reason, "job failed");
+                engine.events.state_changed(&job.value, previous);
                 return Ok(());
             }
             Err(StoreError::Conflict) => continue,

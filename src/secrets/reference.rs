@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use super::Redacted;
 
 /// Where a job's connection string lives. Requests carry only this reference, never the value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum CredentialRef {
     /// An app setting (or environment variable) that holds the connection string.

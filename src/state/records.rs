@@ -37,6 +37,12 @@ pub struct JobRecord {
     /// Id of the queue message whose plan task is running.
     #[serde(default)]
     pub plan_owner: Option<String>,
+    /// The last job event that could not be delivered to the events queue or the callback.
+    #[serde(default)]
+    pub event_delivery_error: Option<String>,
+    /// Events whose delivery failed after every retry.
+    #[serde(default)]
+    pub event_delivery_failures: u64,
 }
 
 impl JobRecord {
