@@ -120,12 +120,13 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
 pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Response, ApiError> {
     let request: JobRequest = parse_body(&body)?;
     validate_request(&request).map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    super::preflight::require_preflight(&engine, &request).await?;
+    // Checks of the request itself come before preflight, which contacts the servers.
     if let Some(url) = &request.options.callback_url {
         engine.events.check_callback(url).await.map_err(|e| {
             ApiError::bad_request("invalidCallbackUrl", format!("options.callbackUrl: {e}"))
         })?;
     }
+    super::preflight::require_preflight(&engine, &request).await?;
 
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().to_string();

@@ -30,6 +30,7 @@ pub const API_KEY_HEADER: &str = "apiKeyHeader";
     paths(
         super::jobs::health,
         super::jobs::create_job,
+        super::preflight::validate_job,
         super::jobs::list_jobs,
         super::jobs::get_job,
         super::jobs::run_command,

@@ -17,6 +17,23 @@ use crate::runtime::engine::Engine;
 /// `POST /api/jobs/validate`: runs the preflight checks for a job request and returns the report
 /// with 200, whether or not a check failed. A malformed request gets the same 400 errors as
 /// `POST /api/jobs`.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/validate",
+    tag = "jobs",
+    operation_id = "validateJob",
+    summary = "Check a job definition before creating it",
+    description = "Runs the preflight checks that job creation runs: the secrets can be read, the \
+        connection strings parse and authenticate, the servers answer and are supported, the source \
+        collections exist and the target namespaces are empty or allowed to hold data. Returns every \
+        check with its status and message, and the estimated size.",
+    request_body(content = crate::jobs::JobRequest, description = "The job definition to check."),
+    responses(
+        (status = 200, description = "The report; `ok` is false when a check failed.", body = crate::preflight::PreflightReport),
+        (status = 400, description = "The definition is invalid; the message names the field.", body = super::error::ErrorBody),
+        (status = 401, description = "The key is missing or wrong.", body = super::error::ErrorBody)
+    )
+)]
 pub async fn validate_job(State(engine): State<Engine>, body: Bytes) -> Result<Response, ApiError> {
     let request: JobRequest = parse_body(&body)?;
     validate_request(&request).map_err(|e| ApiError::bad_request(e.code, e.message))?;

@@ -22,7 +22,7 @@ use crate::runtime::engine::Engine;
 use crate::secrets::SecretResolver;
 
 /// The outcome of one check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum CheckStatus {
     Passed,
@@ -35,7 +35,7 @@ pub enum CheckStatus {
 }
 
 /// One check of the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Check {
     /// A stable dotted name such as `source.authentication`.
     pub name: String,
@@ -54,7 +54,7 @@ impl Check {
 }
 
 /// Size estimate of one source collection, from collection statistics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionEstimate {
     pub namespace: String,
@@ -63,7 +63,7 @@ pub struct CollectionEstimate {
 }
 
 /// Documents and bytes the job is expected to copy.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Estimate {
     pub collections: Vec<CollectionEstimate>,
@@ -72,7 +72,7 @@ pub struct Estimate {
 }
 
 /// The preflight report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PreflightReport {
     /// True when no check failed; warnings do not block a job.
