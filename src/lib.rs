@@ -12,6 +12,7 @@
 //! - `runtime`: the engine that advances jobs, the Functions contract and standalone workers.
 //! - `secrets`: credential references, vault host checks and redaction.
 //! - `storage`: Table and Queue Storage clients.
+//! - `verify`: verification runs that compare target and source chunk by chunk, and the report.
 
 pub mod api;
 pub mod config;
@@ -23,3 +24,4 @@ pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod storage;
+pub mod verify;

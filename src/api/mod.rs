@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod jobs;
+mod verification;
 mod view;
 
 pub use error::ApiError;
@@ -28,6 +29,11 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
         .route("/api/health", get(jobs::health))
         .route("/api/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/api/jobs/{id}", get(jobs::get_job))
+        .route("/api/jobs/{id}/verify", post(verification::verify_job))
+        .route(
+            "/api/jobs/{id}/verification",
+            get(verification::get_verification),
+        )
         .route("/api/jobs/{id}/{command}", post(jobs::run_command))
         .fallback(jobs::unknown_route);
 

@@ -43,6 +43,9 @@ pub struct JobDetail {
     pub bytes_copied: u64,
     pub documents_per_second: f64,
     pub collections: Vec<CollectionView>,
+    /// The latest verification run; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::verify::report::VerificationSummary>,
 }
 
 #[derive(Serialize)]
@@ -162,6 +165,7 @@ pub fn job_detail(
         bytes_copied: bytes,
         documents_per_second: rate(copied, started, job.finished_at, now),
         collections: views,
+        verification: None,
     }
 }
 

@@ -117,6 +117,33 @@ pub struct JobOptions {
     /// What to do when a target collection already holds documents.
     #[serde(default)]
     pub existing_target: ExistingTarget,
+    /// How an offline job checks the target against the source after its copy (default `full`).
+    #[serde(default)]
+    pub verification: VerificationMode,
+}
+
+/// How much of each chunk verification compares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VerificationMode {
+    /// Compare each chunk's document count and a digest of every document's BSON bytes on both
+    /// sides, and list the `_id`s that differ.
+    #[default]
+    Full,
+    /// Compare each chunk's document count only.
+    Counts,
+    /// Do not verify at the end of the copy; `POST /api/jobs/{id}/verify` still runs a full one.
+    Off,
+}
+
+impl VerificationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationMode::Full => "full",
+            VerificationMode::Counts => "counts",
+            VerificationMode::Off => "off",
+        }
+    }
 }
 
 /// Policy for target collections that already hold documents.
@@ -150,6 +177,7 @@ impl Default for JobOptions {
             max_parallel_chunks: default_max_parallel_chunks(),
             source_kind: SourceKind::Auto,
             existing_target: ExistingTarget::Merge,
+            verification: VerificationMode::Full,
         }
     }
 }

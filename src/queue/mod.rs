@@ -14,16 +14,18 @@ use crate::storage::{QueueClient, StorageAccount, StorageError};
 pub enum TaskKind {
     Plan,
     Copy,
+    Verify,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 2] = [TaskKind::Plan, TaskKind::Copy];
+    pub const ALL: [TaskKind; 3] = [TaskKind::Plan, TaskKind::Copy, TaskKind::Verify];
 
     /// Queue name suffix, also the Functions function name without `-task`.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Plan => "plan",
             TaskKind::Copy => "copy",
+            TaskKind::Verify => "verify",
         }
     }
 
@@ -32,6 +34,7 @@ impl TaskKind {
         match self {
             TaskKind::Plan => "plan-task",
             TaskKind::Copy => "copy-task",
+            TaskKind::Verify => "verify-task",
         }
     }
 
@@ -58,11 +61,24 @@ pub struct CopyTask {
     pub chunk: u32,
 }
 
+/// Compares one verification unit (a chunk's range, or a collection's remainder) of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyTask {
+    pub job_id: String,
+    pub collection: u32,
+    /// The unit index: a copy chunk index, or the remainder's.
+    pub unit: u32,
+    /// The verification run the message belongs to; messages of earlier runs are dropped.
+    pub run: u32,
+}
+
 /// The task queues of one deployment.
 #[derive(Clone)]
 pub struct TaskQueues {
     plan: QueueClient,
     copy: QueueClient,
+    verify: QueueClient,
 }
 
 impl TaskQueues {
@@ -70,6 +86,7 @@ impl TaskQueues {
         TaskQueues {
             plan: account.queue(&queue_name(prefix, TaskKind::Plan)),
             copy: account.queue(&queue_name(prefix, TaskKind::Copy)),
+            verify: account.queue(&queue_name(prefix, TaskKind::Verify)),
         }
     }
 
@@ -77,12 +94,14 @@ impl TaskQueues {
         match kind {
             TaskKind::Plan => &self.plan,
             TaskKind::Copy => &self.copy,
+            TaskKind::Verify => &self.verify,
         }
     }
 
     pub async fn ensure_queues(&self) -> Result<(), StorageError> {
         self.plan.create_if_not_exists().await?;
         self.copy.create_if_not_exists().await?;
+        self.verify.create_if_not_exists().await?;
         Ok(())
     }
 
@@ -96,6 +115,14 @@ impl TaskQueues {
         delay: Option<Duration>,
     ) -> Result<(), StorageError> {
         self.copy.send(&to_json(task), delay).await
+    }
+
+    pub async fn send_verify(
+        &self,
+        task: &VerifyTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.verify.send(&to_json(task), delay).await
     }
 }
 

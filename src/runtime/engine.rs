@@ -8,10 +8,10 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::jobs::{JobState, Mode};
+use crate::jobs::{JobState, Mode, VerificationMode};
 use crate::mongo::ClientCache;
 use crate::queue::{CopyTask, PlanTask, TaskQueues};
-use crate::state::{ChunkRecord, JobRecord};
+use crate::state::{ChunkRecord, JobRecord, RunTrigger};
 use crate::state::{ChunkState, CollectionState, Store, StoreError, Versioned};
 use crate::storage::{QueueClient, StorageAccount, StorageError};
 
@@ -80,9 +80,16 @@ impl Engine {
             let state = job.value.state;
             if matches!(
                 state,
-                JobState::Completed | JobState::Cancelled | JobState::Paused | JobState::Failed
+                JobState::Completed
+                    | JobState::Cancelled
+                    | JobState::Paused
+                    | JobState::Failed
+                    | JobState::VerificationFailed
             ) {
                 return Ok(());
+            }
+            if state == JobState::Verifying {
+                return crate::verify::advance_verification(self, job_id).await;
             }
             if state == JobState::Queued {
                 return Ok(());
@@ -90,10 +97,13 @@ impl Engine {
 
             let collections = self.store.collections(job_id).await?;
             let chunks = self.store.chunks_of_job(job_id).await?;
-            let running = chunks
+            let mut running = chunks
                 .iter()
                 .filter(|c| c.value.state == ChunkState::Running)
                 .count();
+            if matches!(state, JobState::Pausing | JobState::Cancelling) {
+                running += crate::verify::running_units(self, &job.value).await?;
+            }
 
             let next = match state {
                 JobState::Pausing if running == 0 => Some(JobState::Paused),
@@ -119,10 +129,18 @@ impl Engine {
                     job.value.resume_to = Some(JobState::Copying);
                     job.value.last_error = Some(failure_summary(&collections, &chunks));
                 }
+                JobState::Verifying => {
+                    let mode = job.value.request.options.verification;
+                    crate::verify::begin_run(&mut job.value, mode, RunTrigger::Copy);
+                }
                 JobState::Replicating | JobState::Copying => {}
                 _ => {}
             }
-            if next == JobState::Replicating || next == JobState::Completed {
+            let copy_done = matches!(
+                next,
+                JobState::Replicating | JobState::Completed | JobState::Verifying
+            );
+            if copy_done {
                 job.value.initial_copy_done = true;
             }
             match self.store.replace_job(&job).await {
@@ -133,8 +151,11 @@ impl Engine {
                         to = next.as_str(),
                         "job state changed"
                     );
-                    if next == JobState::Completed || next == JobState::Replicating {
+                    if copy_done {
                         self.mark_collections_copied(job_id).await?;
+                    }
+                    if next == JobState::Verifying {
+                        crate::verify::advance_verification(self, job_id).await?;
                     }
                     return Ok(());
                 }
@@ -172,7 +193,10 @@ impl Engine {
             (true, _) => None,
             (false, true) => Some(JobState::Failed),
             (false, false) => Some(match job.mode {
-                Mode::Offline => JobState::Completed,
+                Mode::Offline if job.request.options.verification == VerificationMode::Off => {
+                    JobState::Completed
+                }
+                Mode::Offline => JobState::Verifying,
                 Mode::Online => JobState::Replicating,
             }),
         }
@@ -257,9 +281,15 @@ impl Engine {
         let now = Utc::now();
         for job in self.store.jobs().await? {
             let job = job.value;
-            if job.state.is_terminal() || matches!(job.state, JobState::Paused | JobState::Failed) {
+            if job.state.is_terminal()
+                || matches!(
+                    job.state,
+                    JobState::Paused | JobState::Failed | JobState::VerificationFailed
+                )
+            {
                 continue;
             }
+            crate::verify::schedule_verification(self, &job).await?;
             for chunk in self.store.chunks_of_job(&job.id).await? {
                 let expired = matches!(chunk.value.state, ChunkState::Queued | ChunkState::Running)
                     && chunk.value.lease_until.is_none_or(|t| t < now);

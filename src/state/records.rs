@@ -37,6 +37,9 @@ pub struct JobRecord {
     /// Id of the queue message whose plan task is running.
     #[serde(default)]
     pub plan_owner: Option<String>,
+    /// The latest verification run; absent until the first run starts.
+    #[serde(default)]
+    pub verification: Option<super::VerificationRun>,
 }
 
 impl JobRecord {
@@ -46,6 +49,10 @@ impl JobRecord {
             mode: self.mode,
             resume_to: self.resume_to,
             initial_copy_done: self.initial_copy_done,
+            verification_running: self
+                .verification
+                .as_ref()
+                .is_some_and(|run| !run.state.is_finished()),
         }
     }
 }
