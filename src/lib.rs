@@ -16,6 +16,7 @@
 //! - `secrets`: credential references, Key Vault reads, the identity credential, vault host
 //!   checks and redaction.
 //! - `storage`: Table and Queue Storage clients.
+//! - `verify`: verification runs that compare target and source chunk by chunk, and the report.
 
 pub mod api;
 pub mod config;
@@ -30,3 +31,4 @@ pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod storage;
+pub mod verify;

@@ -147,6 +147,7 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
         plan_owner: None,
         event_delivery_error: None,
         event_delivery_failures: 0,
+        verification: None,
         request: request.clone(),
     };
     let collections: Vec<CollectionRecord> = request
@@ -234,13 +235,21 @@ pub async fn get_job(
     Ok(Json(load_detail(&engine, &id).await?).into_response())
 }
 
-async fn load_detail(engine: &Engine, id: &str) -> Result<super::view::JobDetail, ApiError> {
+pub(super) async fn load_detail(
+    engine: &Engine,
+    id: &str,
+) -> Result<super::view::JobDetail, ApiError> {
     let job = engine.store.job(id).await?.ok_or_else(|| {
         ApiError::not_found(format!("no job has id {id}; list jobs with GET /api/jobs"))
     })?;
     let collections = engine.store.collections(id).await?;
     let chunks = engine.store.chunks_of_job(id).await?;
-    Ok(job_detail(&job.value, &collections, &chunks))
+    let mut detail = job_detail(&job.value, &collections, &chunks);
+    if job.value.verification.is_some() {
+        let units = engine.store.verify_units_of_job(id).await?;
+        detail.verification = crate::verify::report::summary(&job.value, &units);
+    }
+    Ok(detail)
 }
 
 /// `POST /api/jobs/{id}/{command}`.
@@ -281,29 +290,8 @@ pub async fn run_command(
             ApiError::not_found(format!("no job has id {id}; list jobs with GET /api/jobs"))
         })?;
         let before = job.value.state;
-        let next = transition(job.value.lifecycle(), command).map_err(|rejection| {
-            let allowed: Vec<&str> = crate::jobs::allowed_commands(job.value.lifecycle())
-                .into_iter()
-                .map(Command::as_str)
-                .collect();
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "commandNotAllowed",
-                format!(
-                    "cannot {} job {}: {} (state {}, allowed commands: {})",
-                    command.as_str(),
-                    job.value.name,
-                    rejection.reason,
-                    before.as_str(),
-                    if allowed.is_empty() {
-                        "none".to_string()
-                    } else {
-                        allowed.join(", ")
-                    }
-                ),
-            )
-            .with_details(json!({ "state": before, "allowedCommands": allowed }))
-        })?;
+        let next = transition(job.value.lifecycle(), command)
+            .map_err(|rejection| command_rejected(&job.value, command, &rejection))?;
         job.value.state = next.state;
         job.value.resume_to = next.resume_to;
         job.value.updated_at = Utc::now();
@@ -319,12 +307,44 @@ pub async fn run_command(
         engine.events.state_changed(&job.value, before);
 
         if command == Command::Resume {
+            if before == JobState::VerificationFailed {
+                crate::verify::requeue_affected_chunks(&engine, &id).await?;
+            }
             requeue_failed_work(&engine, &id).await?;
         }
         engine.advance_job(&id).await?;
         let detail = load_detail(&engine, &id).await?;
         return Ok((StatusCode::ACCEPTED, Json(detail)).into_response());
     }
+}
+
+/// The 409 for a command the lifecycle table rejects, naming the state and the allowed commands.
+pub(super) fn command_rejected(
+    job: &JobRecord,
+    command: Command,
+    rejection: &crate::jobs::Rejection,
+) -> ApiError {
+    let allowed: Vec<&str> = crate::jobs::allowed_commands(job.lifecycle())
+        .into_iter()
+        .map(Command::as_str)
+        .collect();
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "commandNotAllowed",
+        format!(
+            "cannot {} job {}: {} (state {}, allowed commands: {})",
+            command.as_str(),
+            job.name,
+            rejection.reason,
+            job.state.as_str(),
+            if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        ),
+    )
+    .with_details(json!({ "state": job.state, "allowedCommands": allowed }))
 }
 
 /// After `resume`: failed chunks wait to be copied again, failed unplanned collections are

@@ -8,6 +8,7 @@ mod jobs;
 mod monitor;
 pub mod openapi;
 mod preflight;
+mod verification;
 mod view;
 
 pub use error::ApiError;
@@ -33,6 +34,11 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
         .route("/api/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/api/jobs/validate", post(preflight::validate_job))
         .route("/api/jobs/{id}", get(jobs::get_job))
+        .route("/api/jobs/{id}/verify", post(verification::verify_job))
+        .route(
+            "/api/jobs/{id}/verification",
+            get(verification::get_verification),
+        )
         .route("/api/jobs/{id}/{command}", post(jobs::run_command))
         .fallback(jobs::unknown_route);
 

@@ -31,6 +31,8 @@ pub const API_KEY_HEADER: &str = "apiKeyHeader";
         super::jobs::health,
         super::jobs::create_job,
         super::preflight::validate_job,
+        super::verification::verify_job,
+        super::verification::get_verification,
         super::jobs::list_jobs,
         super::jobs::get_job,
         super::jobs::run_command,

@@ -53,6 +53,10 @@ pub struct JobDetail {
     pub event_delivery_error: Option<String>,
     pub event_delivery_failures: u64,
     pub collections: Vec<CollectionView>,
+    /// The latest verification run; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub verification: Option<crate::verify::report::VerificationSummary>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -184,6 +188,7 @@ pub fn job_detail(
         event_delivery_error: job.event_delivery_error.clone(),
         event_delivery_failures: job.event_delivery_failures,
         collections: views,
+        verification: None,
     }
 }
 

@@ -324,7 +324,11 @@ async fn stop_for_job_state(
 
 /// Halves the job's concurrency after throttling and raises it by one after a clean run, within
 /// 1 and the job's `maxParallelChunks`.
-async fn adapt_concurrency(engine: &Engine, job_id: &str, throttled: u32) -> Result<(), CopyError> {
+pub(crate) async fn adapt_concurrency(
+    engine: &Engine,
+    job_id: &str,
+    throttled: u32,
+) -> Result<(), CopyError> {
     loop {
         let Some(mut job) = engine.store.job(job_id).await? else {
             return Ok(());

@@ -129,6 +129,9 @@ pub struct JobOptions {
     /// HTTPS URL that receives every job event as a signed CloudEvent (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// How an offline job checks the target against the source after its copy (default `full`).
+    #[serde(default)]
+    pub verification: VerificationMode,
 }
 
 /// When non-unique indexes are built on the target.
@@ -142,6 +145,30 @@ pub enum IndexTiming {
     BeforeCopy,
     /// Create no index at all, unique ones included; the plan still lists them.
     Skip,
+}
+
+/// How much of each chunk verification compares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum VerificationMode {
+    /// Compare each chunk's document count and a digest of every document's BSON bytes on both
+    /// sides, and list the `_id`s that differ.
+    #[default]
+    Full,
+    /// Compare each chunk's document count only.
+    Counts,
+    /// Do not verify at the end of the copy; `POST /api/jobs/{id}/verify` still runs a full one.
+    Off,
+}
+
+impl VerificationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationMode::Full => "full",
+            VerificationMode::Counts => "counts",
+            VerificationMode::Off => "off",
+        }
+    }
 }
 
 /// Policy for target collections that already hold documents.
@@ -177,6 +204,7 @@ impl Default for JobOptions {
             existing_target: ExistingTarget::Merge,
             indexes: IndexTiming::AfterCopy,
             callback_url: None,
+            verification: VerificationMode::Full,
         }
     }
 }

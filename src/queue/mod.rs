@@ -19,10 +19,17 @@ pub enum TaskKind {
     Copy,
     /// Builds a collection's after-copy indexes.
     Index,
+    /// Compares chunks of the target with the source.
+    Verify,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 3] = [TaskKind::Plan, TaskKind::Copy, TaskKind::Index];
+    pub const ALL: [TaskKind; 4] = [
+        TaskKind::Plan,
+        TaskKind::Copy,
+        TaskKind::Index,
+        TaskKind::Verify,
+    ];
 
     /// Queue name suffix, also the Functions function name without `-task`.
     pub fn as_str(self) -> &'static str {
@@ -30,6 +37,7 @@ impl TaskKind {
             TaskKind::Plan => "plan",
             TaskKind::Copy => "copy",
             TaskKind::Index => "index",
+            TaskKind::Verify => "verify",
         }
     }
 
@@ -39,6 +47,7 @@ impl TaskKind {
             TaskKind::Plan => "plan-task",
             TaskKind::Copy => "copy-task",
             TaskKind::Index => "index-task",
+            TaskKind::Verify => "verify-task",
         }
     }
 
@@ -73,6 +82,18 @@ pub struct IndexTask {
     pub collection: u32,
 }
 
+/// Compares one verification unit (a chunk's range, or a collection's remainder) of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyTask {
+    pub job_id: String,
+    pub collection: u32,
+    /// The unit index: a copy chunk index, or the remainder's.
+    pub unit: u32,
+    /// The verification run the message belongs to; messages of earlier runs are dropped.
+    pub run: u32,
+}
+
 /// The task queues of one deployment.
 #[derive(Clone)]
 pub struct TaskQueues {
@@ -82,6 +103,7 @@ pub struct TaskQueues {
     /// Wakes this process's idle consumers of a queue when this process sends to it, so a
     /// standalone service does not wait for its next poll. Other processes still poll.
     wake: Arc<HashMap<TaskKind, Notify>>,
+    verify: QueueClient,
 }
 
 impl TaskQueues {
@@ -90,6 +112,7 @@ impl TaskQueues {
             plan: account.queue(&queue_name(prefix, TaskKind::Plan)),
             copy: account.queue(&queue_name(prefix, TaskKind::Copy)),
             index: account.queue(&queue_name(prefix, TaskKind::Index)),
+            verify: account.queue(&queue_name(prefix, TaskKind::Verify)),
             wake: Arc::new(
                 TaskKind::ALL
                     .into_iter()
@@ -119,6 +142,7 @@ impl TaskQueues {
             TaskKind::Plan => &self.plan,
             TaskKind::Copy => &self.copy,
             TaskKind::Index => &self.index,
+            TaskKind::Verify => &self.verify,
         }
     }
 
@@ -126,6 +150,7 @@ impl TaskQueues {
         self.plan.create_if_not_exists().await?;
         self.copy.create_if_not_exists().await?;
         self.index.create_if_not_exists().await?;
+        self.verify.create_if_not_exists().await?;
         Ok(())
     }
 
@@ -161,6 +186,14 @@ impl TaskQueues {
             self.wake(kind);
         }
         Ok(())
+    }
+
+    pub async fn send_verify(
+        &self,
+        task: &VerifyTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.send(TaskKind::Verify, &to_json(task), delay).await
     }
 }
 

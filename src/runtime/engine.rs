@@ -9,10 +9,10 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::events::{AddressPolicy, Events};
-use crate::jobs::{JobState, Mode};
+use crate::jobs::{JobState, Mode, VerificationMode};
 use crate::mongo::ClientCache;
 use crate::queue::{CopyTask, PlanTask, TaskQueues};
-use crate::state::{ChunkRecord, JobRecord};
+use crate::state::{ChunkRecord, JobRecord, RunTrigger};
 use crate::state::{ChunkState, CollectionState, Store, StoreError, Versioned};
 use crate::storage::{QueueClient, StorageAccount, StorageError};
 
@@ -97,9 +97,16 @@ impl Engine {
             let state = job.value.state;
             if matches!(
                 state,
-                JobState::Completed | JobState::Cancelled | JobState::Paused | JobState::Failed
+                JobState::Completed
+                    | JobState::Cancelled
+                    | JobState::Paused
+                    | JobState::Failed
+                    | JobState::VerificationFailed
             ) {
                 return Ok(());
+            }
+            if state == JobState::Verifying {
+                return crate::verify::advance_verification(self, job_id).await;
             }
             if state == JobState::Queued {
                 return Ok(());
@@ -107,10 +114,13 @@ impl Engine {
 
             let collections = self.store.collections(job_id).await?;
             let chunks = self.store.chunks_of_job(job_id).await?;
-            let running = chunks
+            let mut running = chunks
                 .iter()
                 .filter(|c| c.value.state == ChunkState::Running)
                 .count();
+            if matches!(state, JobState::Pausing | JobState::Cancelling) {
+                running += crate::verify::running_units(self, &job.value).await?;
+            }
 
             let next = match state {
                 JobState::Pausing if running == 0 => Some(JobState::Paused),
@@ -138,10 +148,18 @@ impl Engine {
                     job.value.resume_to = Some(JobState::Copying);
                     job.value.last_error = Some(failure_summary(&collections, &chunks));
                 }
+                JobState::Verifying => {
+                    let mode = job.value.request.options.verification;
+                    crate::verify::begin_run(&mut job.value, mode, RunTrigger::Copy);
+                }
                 JobState::Replicating | JobState::Copying => {}
                 _ => {}
             }
-            if next == JobState::Replicating || next == JobState::Completed {
+            let copy_done = matches!(
+                next,
+                JobState::Replicating | JobState::Completed | JobState::Verifying
+            );
+            if copy_done {
                 job.value.initial_copy_done = true;
             }
             match self.store.replace_job(&job).await {
@@ -153,8 +171,11 @@ impl Engine {
                         "job state changed"
                     );
                     self.events.state_changed(&job.value, state);
-                    if next == JobState::Completed || next == JobState::Replicating {
+                    if copy_done {
                         self.mark_collections_copied(job_id).await?;
+                    }
+                    if next == JobState::Verifying {
+                        crate::verify::advance_verification(self, job_id).await?;
                     }
                     return Ok(());
                 }
@@ -196,7 +217,10 @@ impl Engine {
             (true, _) => None,
             (false, true) => Some(JobState::Failed),
             (false, false) => Some(match job.mode {
-                Mode::Offline => JobState::Completed,
+                Mode::Offline if job.request.options.verification == VerificationMode::Off => {
+                    JobState::Completed
+                }
+                Mode::Offline => JobState::Verifying,
                 Mode::Online => JobState::Replicating,
             }),
         }
@@ -281,9 +305,15 @@ impl Engine {
         let now = Utc::now();
         for job in self.store.jobs().await? {
             let job = job.value;
-            if job.state.is_terminal() || matches!(job.state, JobState::Paused | JobState::Failed) {
+            if job.state.is_terminal()
+                || matches!(
+                    job.state,
+                    JobState::Paused | JobState::Failed | JobState::VerificationFailed
+                )
+            {
                 continue;
             }
+            crate::verify::schedule_verification(self, &job).await?;
             for chunk in self.store.chunks_of_job(&job.id).await? {
                 let expired = matches!(chunk.value.state, ChunkState::Queued | ChunkState::Running)
                     && chunk.value.lease_until.is_none_or(|t| t < now);

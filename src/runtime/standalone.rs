@@ -21,7 +21,7 @@ pub fn spawn_workers(
     for kind in TaskKind::ALL {
         let consumers = match kind {
             TaskKind::Plan | TaskKind::Index => 1,
-            TaskKind::Copy => engine.settings.worker_concurrency,
+            TaskKind::Copy | TaskKind::Verify => engine.settings.worker_concurrency,
         };
         for worker in 0..consumers {
             let engine = engine.clone();

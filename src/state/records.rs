@@ -43,6 +43,9 @@ pub struct JobRecord {
     /// Events whose delivery failed after every retry.
     #[serde(default)]
     pub event_delivery_failures: u64,
+    /// The latest verification run; absent until the first run starts.
+    #[serde(default)]
+    pub verification: Option<super::VerificationRun>,
 }
 
 impl JobRecord {
@@ -52,6 +55,10 @@ impl JobRecord {
             mode: self.mode,
             resume_to: self.resume_to,
             initial_copy_done: self.initial_copy_done,
+            verification_running: self
+                .verification
+                .as_ref()
+                .is_some_and(|run| !run.state.is_finished()),
         }
     }
 }
