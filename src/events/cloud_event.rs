@@ -16,8 +16,8 @@ pub enum EventType {
     /// The job moved from one lifecycle state to another.
     StateChanged,
     /// An online job caught up with its source and can be cut over.
-    // TODO: replication and verification do not publish `CutoverReady` and
-    // `VerificationCompleted` yet; they should call `Events::publish` when they store a result.
+    // TODO: replication does not publish `CutoverReady` yet; it should call `Events::publish`
+    // when `canCutover` turns true.
     CutoverReady,
     /// A verification of the target against the source finished.
     VerificationCompleted,

@@ -140,10 +140,26 @@ pub async fn advance_verification(engine: &Engine, job_id: &str) -> Result<(), E
         if !units.iter().all(|u| u.value.is_finished()) {
             return enqueue_waiting(engine, &job.value, &units).await;
         }
+        let before = job.value.state;
         finish_run(&mut job.value, &units);
         match engine.store.replace_job(&job).await {
             Ok(_) => {
                 log_outcome(&job.value);
+                engine.events.state_changed(&job.value, before);
+                let details = job.value.verification.as_ref().map(|run| {
+                    serde_json::json!({
+                        "run": run.number,
+                        "passed": run.units_failed == 0 && run.differences == 0,
+                        "chunksFailed": run.units_failed,
+                        "differences": run.differences,
+                    })
+                });
+                engine.events.publish(
+                    crate::events::EventType::VerificationCompleted,
+                    &job.value,
+                    None,
+                    details,
+                );
                 return Ok(());
             }
             Err(StoreError::Conflict) => continue,
