@@ -19,7 +19,7 @@ async fn verification(h: &Harness, id: &str) -> Value {
     report
 }
 
-/// The `_id`s (canonical Extended JSON) that a collection report gives as examples of `kind`.
+/// Collects the `_id`s (canonical Extended JSON) a collection report gives as examples of `kind`.
 fn example_ids(collection: &Value, kind: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for chunk in collection["chunks"].as_array().expect("chunks") {
@@ -37,7 +37,7 @@ fn canonical(value: Bson) -> String {
     value.into_canonical_extjson().to_string()
 }
 
-/// The collection report whose source is `namespace`.
+/// Finds the collection report whose source is `namespace`.
 fn collection<'a>(report: &'a Value, namespace: &str) -> &'a Value {
     report["collections"]
         .as_array()
@@ -531,7 +531,7 @@ async fn restart_mid_verification_resumes() {
     h.stop().await;
 }
 
-/// The unit rows of the job's latest run.
+/// Reads the unit rows of the job's latest run.
 async fn current_units(
     engine: &vcore_migrate::runtime::engine::Engine,
     id: &str,

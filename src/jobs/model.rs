@@ -117,7 +117,7 @@ pub struct JobOptions {
     /// What to do when a target collection already holds documents.
     #[serde(default)]
     pub existing_target: ExistingTarget,
-    /// How an offline job checks the target against the source after its copy (default `full`).
+    /// Verification an offline job runs after its copy (default `full`).
     #[serde(default)]
     pub verification: VerificationMode,
 }

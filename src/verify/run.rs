@@ -82,8 +82,8 @@ pub struct RunResult {
     pub differences: u64,
 }
 
-/// The outcome of run `number`, once it finished; `None` while it runs or if the job's latest
-/// run is another one.
+/// Returns the outcome of run `number` once it finished, or `None` while it runs or if the job's
+/// latest run is another one.
 pub fn run_result(job: &JobRecord, number: u32) -> Option<RunResult> {
     let run = job.verification.as_ref().filter(|r| r.number == number)?;
     run.state.is_finished().then_some(RunResult {
@@ -271,7 +271,7 @@ async fn enqueue_waiting(
     Ok(())
 }
 
-/// The documents a unit reports as differing: the merge's count in `full` mode, the gap
+/// Counts the documents a unit reports as differing: the merge's count in `full` mode, the gap
 /// between the two counts in `counts` mode.
 pub fn unit_differences(unit: &VerifyUnitRecord) -> u64 {
     match unit.mode {
@@ -345,7 +345,7 @@ fn log_outcome(job: &JobRecord) {
     }
 }
 
-/// One scheduler pass over a job's run: units whose lease expired wait to be queued again,
+/// Runs one scheduler pass over a job's run: units whose lease expired wait to be queued again,
 /// then the run advances.
 pub async fn schedule_verification(engine: &Engine, job: &JobRecord) -> Result<(), EngineError> {
     let Some(run) = job.verification.as_ref() else {
