@@ -39,9 +39,13 @@ pub fn begin_run(job: &mut JobRecord, mode: VerificationMode, trigger: RunTrigge
     });
 }
 
-/// Starts a verification run of the job without changing its state, or returns the run that
-/// is already preparing or running; returns the run number. Cutover calls this as its last
-/// step and then waits for [`run_result`] to report the run finished.
+/// Starts a verification run of the job without changing its state and returns its number,
+/// or `None` when the job does not exist. Cutover calls this as its last step and then waits
+/// for [`run_result`] to report the run finished.
+///
+/// An unfinished run started by the same `trigger` is reused, so a retried caller does not
+/// start a second run. An unfinished run of another trigger is superseded: it read the data
+/// before this caller's point in time, and its tasks stop once their unit rows are replaced.
 pub async fn start_verification(
     engine: &Engine,
     job_id: &str,
@@ -53,7 +57,7 @@ pub async fn start_verification(
             return Ok(None);
         };
         if let Some(run) = job.value.verification.as_ref() {
-            if !run.state.is_finished() {
+            if !run.state.is_finished() && run.trigger == trigger {
                 break run.number;
             }
         }
