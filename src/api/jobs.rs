@@ -318,7 +318,8 @@ pub async fn run_command(
     }
 }
 
-/// The 409 for a command the lifecycle table rejects, naming the state and the allowed commands.
+/// Builds the 409 for a command the lifecycle table rejects, naming the state and the allowed
+/// commands.
 pub(super) fn command_rejected(
     job: &JobRecord,
     command: Command,

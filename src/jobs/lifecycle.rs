@@ -245,9 +245,10 @@ mod tests {
         }
     }
 
-    /// The expected result of every (state, command) pair for a job that remembers `Copying` as
-    /// its resume target: an online job whose initial copy finished (`online_copied`), or an
-    /// offline job whose copy has not, which may neither verify nor cut over.
+    /// Returns the expected result of every (state, command) pair for a job that remembers
+    /// `Copying` as its resume target. With `online_copied` the job is online and its initial
+    /// copy finished; without it the job is offline and still copying, so it may neither verify
+    /// nor cut over.
     fn expected(state: JobState, command: Command, online_copied: bool) -> Option<JobState> {
         match (command, state) {
             (Command::Verify | Command::Cutover, _) if !online_copied => None,
