@@ -9,6 +9,7 @@
 //! - `queue`: task messages on Queue Storage (ids only).
 //! - `copy`: chunk planning by `_id`, the copy task, the reader and the idempotent writer.
 //! - `mongo`: driver clients per credential reference and error classification.
+//! - `replication`: change streams, delete reconciliation, lag and cutover for online jobs.
 //! - `runtime`: the engine that advances jobs, the Functions contract and standalone workers.
 //! - `secrets`: credential references, vault host checks and redaction.
 //! - `storage`: Table and Queue Storage clients.
@@ -19,6 +20,7 @@ pub mod copy;
 pub mod jobs;
 pub mod mongo;
 pub mod queue;
+pub mod replication;
 pub mod runtime;
 pub mod secrets;
 pub mod state;

@@ -12,8 +12,11 @@ use tracing::info;
 use super::view::{job_detail, job_summary};
 use super::ApiError;
 use crate::jobs::{transition, validate_request, Command, JobRequest, JobState};
+use crate::replication::recopy::RecopyError;
 use crate::runtime::engine::Engine;
-use crate::state::{ChunkState, CollectionRecord, CollectionState, JobRecord, StoreError};
+use crate::state::{
+    ChunkState, CollectionRecord, CollectionState, CutoverMark, JobRecord, StoreError,
+};
 
 /// `GET /`: answers the Functions host's readiness probe and names the service.
 pub async fn root() -> impl IntoResponse {
@@ -103,6 +106,7 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
         initial_copy_done: false,
         plan_lease_until: Some(now + engine.lease()),
         plan_owner: None,
+        cutover: None,
         request: request.clone(),
     };
     let collections: Vec<CollectionRecord> = request
@@ -147,7 +151,13 @@ pub async fn list_jobs(State(engine): State<Engine>) -> Result<Response, ApiErro
     for job in jobs {
         let collections = engine.store.collections(&job.value.id).await?;
         let chunks = engine.store.chunks_of_job(&job.value.id).await?;
-        rows.push(job_summary(&job_detail(&job.value, &collections, &chunks)));
+        let streams = engine.store.streams(&job.value.id).await?;
+        rows.push(job_summary(&job_detail(
+            &job.value,
+            &collections,
+            &chunks,
+            &streams,
+        )));
     }
     Ok(Json(json!({ "jobs": rows })).into_response())
 }
@@ -166,7 +176,8 @@ async fn load_detail(engine: &Engine, id: &str) -> Result<super::view::JobDetail
     })?;
     let collections = engine.store.collections(id).await?;
     let chunks = engine.store.chunks_of_job(id).await?;
-    Ok(job_detail(&job.value, &collections, &chunks))
+    let streams = engine.store.streams(id).await?;
+    Ok(job_detail(&job.value, &collections, &chunks, &streams))
 }
 
 /// `POST /api/jobs/{id}/{command}`.
@@ -174,11 +185,14 @@ pub async fn run_command(
     State(engine): State<Engine>,
     Path((id, command_name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let command = Command::parse(&command_name).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "unknown command {command_name:?}; use pause, resume, cancel or cutover"
-        ))
-    })?;
+    let command = Command::parse(&command_name)
+        .filter(|c| *c != Command::Recopy)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown command {command_name:?}; use pause, resume, cancel or cutover, or \
+                 POST /api/jobs/{{id}}/collections/{{index}}/recopy to copy one collection again"
+            ))
+        })?;
 
     loop {
         let mut job = engine.store.job(&id).await?.ok_or_else(|| {
@@ -208,6 +222,9 @@ pub async fn run_command(
             )
             .with_details(json!({ "state": before, "allowedCommands": allowed }))
         })?;
+        if command == Command::Cutover {
+            job.value.cutover = Some(cutover_mark(&engine, &job.value).await?);
+        }
         job.value.state = next.state;
         job.value.resume_to = next.resume_to;
         job.value.updated_at = Utc::now();
@@ -228,6 +245,65 @@ pub async fn run_command(
         let detail = load_detail(&engine, &id).await?;
         return Ok((StatusCode::ACCEPTED, Json(detail)).into_response());
     }
+}
+
+/// Checks what the lifecycle table cannot see (failed streams) and records the source's current
+/// operation time, which every stream must pass before the job completes.
+async fn cutover_mark(engine: &Engine, job: &JobRecord) -> Result<CutoverMark, ApiError> {
+    let collections = engine.store.collections(&job.id).await?;
+    let streams = engine.store.streams(&job.id).await?;
+    let blockers = crate::replication::cutover::blockers(&collections, &streams);
+    if !blockers.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "commandNotAllowed",
+            format!("cannot cut over job {}: {}", job.name, blockers.join("; ")),
+        )
+        .with_details(json!({ "state": job.state, "cutoverBlockers": blockers })));
+    }
+    crate::replication::cutover::read_mark(engine, job)
+        .await
+        .map_err(|reason| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sourceUnavailable",
+                format!(
+                    "cannot cut over job {}: the source's current operation time could not be \
+                     read ({reason}); retry when the source is reachable",
+                    job.name
+                ),
+            )
+        })
+}
+
+/// `POST /api/jobs/{id}/collections/{index}/recopy`.
+pub async fn recopy_collection(
+    State(engine): State<Engine>,
+    Path((id, index)): Path<(String, u32)>,
+) -> Result<Response, ApiError> {
+    match crate::replication::recopy::recopy_collection(&engine, &id, index).await {
+        Ok(()) => {}
+        Err(RecopyError::NotFound(message)) => return Err(ApiError::not_found(message)),
+        Err(RecopyError::NotAllowed {
+            reason,
+            state,
+            allowed,
+        }) => {
+            let allowed: Vec<&str> = allowed.into_iter().map(Command::as_str).collect();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "commandNotAllowed",
+                format!(
+                    "cannot re-copy collection {index} of job {id}: {reason} (state {})",
+                    state.as_str()
+                ),
+            )
+            .with_details(json!({ "state": state, "allowedCommands": allowed })));
+        }
+        Err(RecopyError::Engine(e)) => return Err(e.into()),
+    }
+    let detail = load_detail(&engine, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(detail)).into_response())
 }
 
 /// After `resume`: failed chunks wait to be copied again, failed unplanned collections are

@@ -29,6 +29,10 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
         .route("/api/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/api/jobs/{id}", get(jobs::get_job))
         .route("/api/jobs/{id}/{command}", post(jobs::run_command))
+        .route(
+            "/api/jobs/{id}/collections/{index}/recopy",
+            post(jobs::recopy_collection),
+        )
         .fallback(jobs::unknown_route);
 
     let api = match mount {

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::jobs::{allowed_commands, Command, JobState, Mode, SourceKind};
-use crate::state::{ChunkRecord, ChunkState, CollectionRecord, JobRecord, Versioned};
+use crate::replication::view::{
+    cutover_blockers, stream_view, summary, ReplicationSummary, StreamView,
+};
+use crate::state::{ChunkRecord, ChunkState, CollectionRecord, JobRecord, StreamRecord, Versioned};
 
 /// One row of `GET /api/jobs`.
 #[derive(Serialize)]
@@ -42,6 +45,14 @@ pub struct JobDetail {
     pub documents_estimated: u64,
     pub bytes_copied: u64,
     pub documents_per_second: f64,
+    /// Whether `POST /api/jobs/{id}/cutover` would be accepted now.
+    pub can_cutover: bool,
+    /// Why cutover would be refused now; empty when it would be accepted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cutover_blockers: Vec<String>,
+    /// Change-stream progress over all collections (online jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationSummary>,
     pub collections: Vec<CollectionView>,
 }
 
@@ -66,6 +77,9 @@ pub struct CollectionView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The collection's change stream (online jobs, once its start point is saved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<StreamView>,
 }
 
 pub fn collection_view(
@@ -117,6 +131,7 @@ pub fn collection_view(
         started_at: collection.started_at,
         finished_at: collection.finished_at,
         last_error,
+        replication: None,
     }
 }
 
@@ -124,6 +139,7 @@ pub fn job_detail(
     job: &JobRecord,
     collections: &[Versioned<CollectionRecord>],
     chunks: &[Versioned<ChunkRecord>],
+    streams: &[Versioned<StreamRecord>],
 ) -> JobDetail {
     let now = Utc::now();
     let mut views = Vec::with_capacity(collections.len());
@@ -133,8 +149,19 @@ pub fn job_detail(
             .map(|c| &c.value)
             .filter(|c| c.collection == collection.value.index)
             .collect();
-        views.push(collection_view(&collection.value, &own, now));
+        let mut view = collection_view(&collection.value, &own, now);
+        view.replication = streams
+            .iter()
+            .find(|s| s.value.collection == collection.value.index)
+            .map(|s| stream_view(&s.value, collection.value.estimated_documents, now));
+        views.push(view);
     }
+    let stream_views: Vec<&StreamView> = views
+        .iter()
+        .filter_map(|v| v.replication.as_ref())
+        .collect();
+    let replication = summary(&stream_views);
+    let blockers = cutover_blockers(job, collections, streams);
     let copied: u64 = views.iter().map(|v| v.documents_copied).sum();
     let estimated: u64 = views.iter().map(|v| v.documents_estimated).sum();
     let bytes: u64 = views.iter().map(|v| v.bytes_copied).sum();
@@ -161,6 +188,9 @@ pub fn job_detail(
         documents_estimated: estimated,
         bytes_copied: bytes,
         documents_per_second: rate(copied, started, job.finished_at, now),
+        can_cutover: blockers.is_empty(),
+        cutover_blockers: blockers,
+        replication,
         collections: views,
     }
 }

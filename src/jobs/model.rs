@@ -117,6 +117,11 @@ pub struct JobOptions {
     /// What to do when a target collection already holds documents.
     #[serde(default)]
     pub existing_target: ExistingTarget,
+    /// Seconds between reconciliation passes while an online job replicates from a Cosmos DB (RU)
+    /// source, whose change streams carry no deletes; 0 disables them (cutover still runs one).
+    /// Default 600.
+    #[serde(default = "default_reconcile_interval_seconds")]
+    pub reconcile_interval_seconds: u64,
 }
 
 /// Policy for target collections that already hold documents.
@@ -142,6 +147,10 @@ fn default_max_parallel_chunks() -> u32 {
     4
 }
 
+fn default_reconcile_interval_seconds() -> u64 {
+    600
+}
+
 impl Default for JobOptions {
     fn default() -> Self {
         JobOptions {
@@ -150,6 +159,7 @@ impl Default for JobOptions {
             max_parallel_chunks: default_max_parallel_chunks(),
             source_kind: SourceKind::Auto,
             existing_target: ExistingTarget::Merge,
+            reconcile_interval_seconds: default_reconcile_interval_seconds(),
         }
     }
 }

@@ -14,16 +14,18 @@ use crate::storage::{QueueClient, StorageAccount, StorageError};
 pub enum TaskKind {
     Plan,
     Copy,
+    Stream,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 2] = [TaskKind::Plan, TaskKind::Copy];
+    pub const ALL: [TaskKind; 3] = [TaskKind::Plan, TaskKind::Copy, TaskKind::Stream];
 
     /// Queue name suffix, also the Functions function name without `-task`.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Plan => "plan",
             TaskKind::Copy => "copy",
+            TaskKind::Stream => "stream",
         }
     }
 
@@ -32,6 +34,7 @@ impl TaskKind {
         match self {
             TaskKind::Plan => "plan-task",
             TaskKind::Copy => "copy-task",
+            TaskKind::Stream => "stream-task",
         }
     }
 
@@ -58,11 +61,20 @@ pub struct CopyTask {
     pub chunk: u32,
 }
 
+/// Replicates one collection's change stream, from its saved position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamTask {
+    pub job_id: String,
+    pub collection: u32,
+}
+
 /// The task queues of one deployment.
 #[derive(Clone)]
 pub struct TaskQueues {
     plan: QueueClient,
     copy: QueueClient,
+    stream: QueueClient,
 }
 
 impl TaskQueues {
@@ -70,6 +82,7 @@ impl TaskQueues {
         TaskQueues {
             plan: account.queue(&queue_name(prefix, TaskKind::Plan)),
             copy: account.queue(&queue_name(prefix, TaskKind::Copy)),
+            stream: account.queue(&queue_name(prefix, TaskKind::Stream)),
         }
     }
 
@@ -77,12 +90,14 @@ impl TaskQueues {
         match kind {
             TaskKind::Plan => &self.plan,
             TaskKind::Copy => &self.copy,
+            TaskKind::Stream => &self.stream,
         }
     }
 
     pub async fn ensure_queues(&self) -> Result<(), StorageError> {
         self.plan.create_if_not_exists().await?;
         self.copy.create_if_not_exists().await?;
+        self.stream.create_if_not_exists().await?;
         Ok(())
     }
 
@@ -96,6 +111,14 @@ impl TaskQueues {
         delay: Option<Duration>,
     ) -> Result<(), StorageError> {
         self.copy.send(&to_json(task), delay).await
+    }
+
+    pub async fn send_stream(
+        &self,
+        task: &StreamTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.stream.send(&to_json(task), delay).await
     }
 }
 

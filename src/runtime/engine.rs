@@ -11,6 +11,8 @@ use crate::config::Settings;
 use crate::jobs::{JobState, Mode};
 use crate::mongo::ClientCache;
 use crate::queue::{CopyTask, PlanTask, TaskQueues};
+use crate::replication;
+use crate::replication::cutover::CutoverProgress;
 use crate::state::{ChunkRecord, JobRecord};
 use crate::state::{ChunkState, CollectionState, Store, StoreError, Versioned};
 use crate::storage::{QueueClient, StorageAccount, StorageError};
@@ -90,11 +92,25 @@ impl Engine {
 
             let collections = self.store.collections(job_id).await?;
             let chunks = self.store.chunks_of_job(job_id).await?;
+            let streams = match job.value.mode {
+                Mode::Online => self.store.streams(job_id).await?,
+                Mode::Offline => Vec::new(),
+            };
             let running = chunks
                 .iter()
                 .filter(|c| c.value.state == ChunkState::Running)
-                .count();
+                .count()
+                + replication::schedule::running(&streams);
 
+            replication::schedule::enqueue_streams(
+                self,
+                &job.value,
+                &collections,
+                &chunks,
+                &streams,
+            )
+            .await?;
+            let mut failure = None;
             let next = match state {
                 JobState::Pausing if running == 0 => Some(JobState::Paused),
                 JobState::Cancelling if running == 0 => Some(JobState::Cancelled),
@@ -102,6 +118,23 @@ impl Engine {
                     self.enqueue_waiting(&job.value, &collections, &chunks)
                         .await?;
                     self.copy_phase_outcome(&job.value, &collections, &chunks)
+                }
+                // A re-copied collection must be planned again, which happens while copying.
+                JobState::Replicating if replication::schedule::needs_planning(&collections) => {
+                    Some(JobState::Copying)
+                }
+                JobState::CuttingOver => {
+                    let progress =
+                        replication::cutover::progress(self, &job.value, &collections, &streams)
+                            .await;
+                    match progress {
+                        CutoverProgress::Waiting => None,
+                        CutoverProgress::Complete => Some(JobState::Completed),
+                        CutoverProgress::Blocked(reason) => {
+                            failure = Some(reason);
+                            Some(JobState::Failed)
+                        }
+                    }
                 }
                 _ => None,
             };
@@ -115,6 +148,10 @@ impl Engine {
             match next {
                 JobState::Paused => {}
                 JobState::Cancelled | JobState::Completed => job.value.finished_at = Some(now),
+                JobState::Failed if state == JobState::CuttingOver => {
+                    job.value.resume_to = Some(JobState::Replicating);
+                    job.value.last_error = failure.take();
+                }
                 JobState::Failed => {
                     job.value.resume_to = Some(JobState::Copying);
                     job.value.last_error = Some(failure_summary(&collections, &chunks));
@@ -135,6 +172,10 @@ impl Engine {
                     );
                     if next == JobState::Completed || next == JobState::Replicating {
                         self.mark_collections_copied(job_id).await?;
+                    }
+                    if state == JobState::Replicating && next == JobState::Copying {
+                        self.mark_plan_queued(job_id).await?;
+                        self.send_plan(job_id).await?;
                     }
                     return Ok(());
                 }
@@ -282,7 +323,15 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if matches!(job.state, JobState::Queued | JobState::Planning)
+            if job.mode == Mode::Online {
+                replication::schedule::release_expired(self, &job.id, now).await?;
+            }
+            // After the initial copy, only a re-copy plans again.
+            let replanning = job.state == JobState::Copying
+                && job.mode == Mode::Online
+                && job.initial_copy_done
+                && replication::schedule::needs_planning(&self.store.collections(&job.id).await?);
+            if (matches!(job.state, JobState::Queued | JobState::Planning) || replanning)
                 && job.plan_lease_until.is_none_or(|t| t < now)
             {
                 warn!(job_id = %job.id, "planning has no live task; sending the plan task again");

@@ -10,7 +10,9 @@ use tracing::warn;
 
 use crate::copy::plan_task::run_plan_task;
 use crate::copy::task::{run_copy_task, CopyError};
-use crate::queue::{CopyTask, PlanTask, TaskKind};
+use crate::queue::{CopyTask, PlanTask, StreamTask, TaskKind};
+use crate::replication::stream_task::run_stream_task;
+use crate::replication::ReplicationError;
 use engine::Engine;
 
 /// The queue message a task runs for.
@@ -61,6 +63,8 @@ pub enum TaskError {
     BadMessage { kind: &'static str, reason: String },
     #[error(transparent)]
     Task(#[from] CopyError),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
 }
 
 /// Parses a task message body and runs it.
@@ -82,6 +86,10 @@ pub async fn run_task(
         TaskKind::Copy => {
             let task: CopyTask = serde_json::from_str(body).map_err(bad)?;
             Ok(run_copy_task(engine, &task, message).await?)
+        }
+        TaskKind::Stream => {
+            let task: StreamTask = serde_json::from_str(body).map_err(bad)?;
+            Ok(run_stream_task(engine, &task, message).await?)
         }
     }
 }
@@ -114,6 +122,15 @@ pub async fn handle_poison(engine: &Engine, kind: TaskKind, body: &str) {
             )
             .await
             {
+                warn!(error = %e, job_id = %task.job_id, "could not mark the job failed");
+            }
+        }
+        TaskKind::Stream => {
+            let Ok(task) = serde_json::from_str::<StreamTask>(body) else {
+                warn!(body_len = body.len(), "unreadable poison message dropped");
+                return;
+            };
+            if let Err(e) = crate::replication::stream_task::handle_poison(engine, &task).await {
                 warn!(error = %e, job_id = %task.job_id, "could not mark the job failed");
             }
         }

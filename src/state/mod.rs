@@ -1,10 +1,12 @@
 //! Job state on Azure Table Storage, with ETag concurrency.
 //!
-//! Four tables, all named from the storage prefix:
+//! Five tables, all named from the storage prefix:
 //! - `<prefix>jobs`: one row per job (partition `job`, row the job id);
 //! - `<prefix>jobnames`: one row per job name, inserted first, so names stay unique;
 //! - `<prefix>collections`: one row per collection of a job (partition the job id);
-//! - `<prefix>chunks`: one row per chunk (partition `<job id>-<collection index>`).
+//! - `<prefix>chunks`: one row per chunk (partition `<job id>-<collection index>`);
+//! - `<prefix>streams`: one change-stream row per collection of an online job (partition the job
+//!   id).
 //!
 //! Each row stores its record as JSON in `Data` beside a `SchemaVersion`, plus a few plain
 //! columns for filtering. Every change is a read-modify-write with `If-Match`; a 412 surfaces as
@@ -12,9 +14,14 @@
 //! stored: jobs hold only credential references.
 
 mod records;
+mod streams;
 mod table;
 
 pub use records::{ChunkRecord, ChunkState, CollectionRecord, CollectionState, JobRecord};
+pub use streams::{
+    ClusterTime, CutoverMark, ReconcilePass, ReconcileReason, ReconcileRecord, StreamRecord,
+    StreamState,
+};
 pub use table::{StoreError, Versioned};
 
 use crate::storage::{StorageAccount, TableClient};
@@ -33,6 +40,7 @@ pub struct Store {
     names: TableClient,
     collections: JsonTable,
     chunks: JsonTable,
+    streams: JsonTable,
 }
 
 impl Store {
@@ -42,6 +50,7 @@ impl Store {
             names: account.table(&format!("{prefix}jobnames")),
             collections: JsonTable::new(account.table(&format!("{prefix}collections"))),
             chunks: JsonTable::new(account.table(&format!("{prefix}chunks"))),
+            streams: JsonTable::new(account.table(&format!("{prefix}streams"))),
         }
     }
 
@@ -51,6 +60,7 @@ impl Store {
         self.names.create_if_not_exists().await?;
         self.collections.client().create_if_not_exists().await?;
         self.chunks.client().create_if_not_exists().await?;
+        self.streams.client().create_if_not_exists().await?;
         Ok(())
     }
 

@@ -37,6 +37,10 @@ pub struct JobRecord {
     /// Id of the queue message whose plan task is running.
     #[serde(default)]
     pub plan_owner: Option<String>,
+    /// The point an online job's streams must pass before cutover completes; set when cutover
+    /// is accepted.
+    #[serde(default)]
+    pub cutover: Option<super::CutoverMark>,
 }
 
 impl JobRecord {

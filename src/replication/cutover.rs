@@ -1,0 +1,272 @@
+//! Cutover: the point every stream must pass, what blocks a cutover, and when it is complete.
+//!
+//! Cutover records the source's current operation time. Each stream task keeps applying events
+//! until it has read past that point, runs a final reconciliation where deletes are not streamed,
+//! and then marks its stream finished and stops. Once every stream is finished (or stopped
+//! because its source collection is gone), [`before_complete`] runs and the job completes; no
+//! task writes to the target after that.
+
+use bson::doc;
+use chrono::Utc;
+
+use crate::jobs::SourceKind;
+use crate::runtime::engine::Engine;
+use crate::state::{
+    ClusterTime, CollectionRecord, CutoverMark, JobRecord, ReconcileReason, StreamRecord,
+    StreamState, Versioned,
+};
+
+/// Round trips without events, each started after the cutover point, that prove a Cosmos DB
+/// (RU) stream is drained. RU answers a throttled `getMore` with an empty batch, so one empty
+/// batch alone may mean "throttled" rather than "nothing left".
+// NOTE: two is a judgement, not a documented Cosmos DB guarantee; the final reconciliation and
+// verification remain the safety net.
+const RU_EMPTY_ROUND_TRIPS: u32 = 2;
+
+/// Reads the source's current operation time for a cutover request.
+pub async fn read_mark(engine: &Engine, job: &JobRecord) -> Result<CutoverMark, String> {
+    let requested_at = Utc::now();
+    let client = engine
+        .clients
+        .client(&job.request.source)
+        .await
+        .map_err(|e| format!("source: {e}"))?;
+    let reply = client
+        .database("admin")
+        .run_command(doc! { "ping": 1 })
+        .await
+        .map_err(|e| crate::mongo::describe(&e))?;
+    let time = reply.get_timestamp("operationTime").ok().or_else(|| {
+        reply
+            .get_document("$clusterTime")
+            .ok()
+            .and_then(|c| c.get_timestamp("clusterTime").ok())
+    });
+    Ok(CutoverMark {
+        requested_at,
+        source_operation_time: time.map(ClusterTime::from_timestamp),
+    })
+}
+
+/// Reasons in the streams that keep a job from being cut over.
+pub fn blockers(
+    collections: &[Versioned<CollectionRecord>],
+    streams: &[Versioned<StreamRecord>],
+) -> Vec<String> {
+    streams
+        .iter()
+        .filter(|s| s.value.state == StreamState::Failed)
+        .map(|s| {
+            format!(
+                "replication of {} failed: {}",
+                namespace_of(collections, s.value.collection),
+                s.value
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("no reason was recorded")
+            )
+        })
+        .collect()
+}
+
+fn namespace_of(collections: &[Versioned<CollectionRecord>], index: u32) -> String {
+    collections
+        .iter()
+        .find(|c| c.value.index == index)
+        .map(|c| c.value.source.to_string())
+        .unwrap_or_else(|| format!("collection {index}"))
+}
+
+/// Whether the stream has applied every event up to the cutover point.
+pub fn drained_past(stream: &StreamRecord, mark: &CutoverMark, kind: SourceKind) -> bool {
+    // An applied event later than the point proves every earlier one was applied.
+    if let (Some(point), Some(event)) = (mark.source_operation_time, stream.last_event_cluster_time)
+    {
+        if event > point {
+            return true;
+        }
+    }
+    let needed = if kind == SourceKind::CosmosRu {
+        RU_EMPTY_ROUND_TRIPS
+    } else {
+        1
+    };
+    if !stream.idle || stream.empty_round_trips < needed {
+        return false;
+    }
+    match (mark.source_operation_time, stream.idle_operation_time) {
+        (Some(point), Some(idle)) => idle >= point,
+        _ => stream
+            .idle_since
+            .is_some_and(|since| since >= mark.requested_at),
+    }
+}
+
+/// Whether cutover must wait for a reconciliation pass on this stream: always on Cosmos DB (RU),
+/// whose streams carry no deletes, and after a re-copy, which may have missed deletes.
+pub fn needs_final_pass(stream: &StreamRecord, kind: SourceKind) -> bool {
+    kind == SourceKind::CosmosRu
+        || stream.reconcile.requested
+        || stream
+            .reconcile
+            .pass
+            .as_ref()
+            .is_some_and(|p| p.reason == ReconcileReason::Recopy)
+}
+
+/// Whether a cutover reconciliation pass that started after the cutover point has finished.
+pub fn final_pass_done(stream: &StreamRecord, mark: &CutoverMark) -> bool {
+    let r = &stream.reconcile;
+    r.last_reason == Some(ReconcileReason::Cutover)
+        && r.last_started_at.is_some_and(|t| t >= mark.requested_at)
+}
+
+/// Whether the stream task may mark its stream finished.
+pub fn stream_ready(stream: &StreamRecord, mark: &CutoverMark, kind: SourceKind) -> bool {
+    drained_past(stream, mark, kind)
+        && (!needs_final_pass(stream, kind) || final_pass_done(stream, mark))
+}
+
+/// Where a cutover stands, for the engine.
+#[derive(Debug, PartialEq)]
+pub enum CutoverProgress {
+    Waiting,
+    Complete,
+    /// The cutover cannot finish; the job fails with this reason.
+    Blocked(String),
+}
+
+/// Decides whether a cutting-over job can complete.
+pub async fn progress(
+    engine: &Engine,
+    job: &JobRecord,
+    collections: &[Versioned<CollectionRecord>],
+    streams: &[Versioned<StreamRecord>],
+) -> CutoverProgress {
+    if let Some(reason) = blockers(collections, streams).into_iter().next() {
+        return CutoverProgress::Blocked(format!(
+            "cutover stopped because {reason}; resume the job, re-copy the collection, then \
+             request cutover again"
+        ));
+    }
+    let done = streams
+        .iter()
+        .all(|s| matches!(s.value.state, StreamState::Finished | StreamState::Stopped));
+    if !done {
+        return CutoverProgress::Waiting;
+    }
+    match before_complete(engine, job).await {
+        Ok(()) => CutoverProgress::Complete,
+        Err(reason) => CutoverProgress::Blocked(reason),
+    }
+}
+
+/// The last step before an online job completes, once every stream is drained past the cutover
+/// point and reconciled; the target is no longer written to. An error fails the job with that
+/// reason.
+// TODO: call the verification step here once it exists; until then cutover completes without
+// comparing the collections.
+pub async fn before_complete(_engine: &Engine, _job: &JobRecord) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ReconcileRecord;
+    use chrono::Duration;
+
+    fn mark(seconds: u32) -> CutoverMark {
+        CutoverMark {
+            requested_at: Utc::now(),
+            source_operation_time: Some(ClusterTime {
+                seconds,
+                increment: 1,
+            }),
+        }
+    }
+
+    fn idle_stream(seconds: u32, empties: u32) -> StreamRecord {
+        let mut s = StreamRecord::pending("j", 0);
+        s.state = StreamState::Running;
+        s.idle = true;
+        s.empty_round_trips = empties;
+        s.idle_operation_time = Some(ClusterTime {
+            seconds,
+            increment: 1,
+        });
+        s
+    }
+
+    #[test]
+    fn idle_after_the_point_is_drained() {
+        assert!(drained_past(
+            &idle_stream(100, 1),
+            &mark(100),
+            SourceKind::MongoDb
+        ));
+        assert!(!drained_past(
+            &idle_stream(99, 1),
+            &mark(100),
+            SourceKind::MongoDb
+        ));
+    }
+
+    #[test]
+    fn cosmos_ru_needs_two_empty_round_trips() {
+        assert!(!drained_past(
+            &idle_stream(100, 1),
+            &mark(100),
+            SourceKind::CosmosRu
+        ));
+        assert!(drained_past(
+            &idle_stream(100, 2),
+            &mark(100),
+            SourceKind::CosmosRu
+        ));
+    }
+
+    #[test]
+    fn later_event_proves_drained_while_busy() {
+        let mut s = StreamRecord::pending("j", 0);
+        s.last_event_cluster_time = Some(ClusterTime {
+            seconds: 101,
+            increment: 0,
+        });
+        assert!(drained_past(&s, &mark(100), SourceKind::MongoDb));
+        assert!(!drained_past(&s, &mark(101), SourceKind::MongoDb));
+    }
+
+    #[test]
+    fn local_clock_is_the_fallback() {
+        let mut point = mark(0);
+        point.source_operation_time = None;
+        let mut s = idle_stream(0, 1);
+        s.idle_operation_time = None;
+        s.idle_since = Some(point.requested_at - Duration::seconds(1));
+        assert!(!drained_past(&s, &point, SourceKind::MongoDb));
+        s.idle_since = Some(point.requested_at + Duration::seconds(1));
+        assert!(drained_past(&s, &point, SourceKind::MongoDb));
+    }
+
+    #[test]
+    fn cosmos_ru_waits_for_a_final_pass() {
+        let point = mark(100);
+        let mut s = idle_stream(100, 2);
+        assert!(stream_ready(&s, &point, SourceKind::MongoDb));
+        assert!(!stream_ready(&s, &point, SourceKind::CosmosRu));
+        s.reconcile = ReconcileRecord {
+            last_reason: Some(ReconcileReason::Cutover),
+            last_started_at: Some(point.requested_at),
+            ..ReconcileRecord::default()
+        };
+        assert!(stream_ready(&s, &point, SourceKind::CosmosRu));
+    }
+
+    #[test]
+    fn recopy_needs_a_pass_on_any_source() {
+        let mut s = idle_stream(100, 1);
+        s.reconcile.requested = true;
+        assert!(needs_final_pass(&s, SourceKind::MongoDb));
+    }
+}
