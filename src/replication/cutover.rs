@@ -77,6 +77,20 @@ fn namespace_of(collections: &[Versioned<CollectionRecord>], index: u32) -> Stri
         .unwrap_or_else(|| format!("collection {index}"))
 }
 
+/// Whether a round trip ran after the cutover point: its reply's operation time is at or after
+/// the source's time at the request, or, when either time is missing, it started after the
+/// request by this service's clock.
+pub fn after_mark(
+    mark: &CutoverMark,
+    reply_time: Option<bson::Timestamp>,
+    started_at: chrono::DateTime<Utc>,
+) -> bool {
+    match (mark.source_operation_time, reply_time) {
+        (Some(point), Some(reply)) => ClusterTime::from_timestamp(reply) >= point,
+        _ => started_at >= mark.requested_at,
+    }
+}
+
 /// Whether the stream has applied every event up to the cutover point.
 pub fn drained_past(stream: &StreamRecord, mark: &CutoverMark, kind: SourceKind) -> bool {
     // An applied event later than the point proves every earlier one was applied.
@@ -91,15 +105,7 @@ pub fn drained_past(stream: &StreamRecord, mark: &CutoverMark, kind: SourceKind)
     } else {
         1
     };
-    if !stream.idle || stream.empty_round_trips < needed {
-        return false;
-    }
-    match (mark.source_operation_time, stream.idle_operation_time) {
-        (Some(point), Some(idle)) => idle >= point,
-        _ => stream
-            .idle_since
-            .is_some_and(|since| since >= mark.requested_at),
-    }
+    stream.drained_round_trips >= needed
 }
 
 /// Whether cutover must wait for a reconciliation pass on this stream: always on Cosmos DB (RU),
@@ -186,27 +192,36 @@ mod tests {
         }
     }
 
-    fn idle_stream(seconds: u32, empties: u32) -> StreamRecord {
+    fn idle_stream(drained: u32) -> StreamRecord {
         let mut s = StreamRecord::pending("j", 0);
         s.state = StreamState::Running;
         s.idle = true;
-        s.empty_round_trips = empties;
-        s.idle_operation_time = Some(ClusterTime {
-            seconds,
-            increment: 1,
-        });
+        s.drained_round_trips = drained;
         s
     }
 
     #[test]
-    fn idle_after_the_point_is_drained() {
+    fn reply_after_the_point_counts() {
+        let point = mark(100);
+        let at = |seconds| {
+            Some(bson::Timestamp {
+                time: seconds,
+                increment: 1,
+            })
+        };
+        assert!(after_mark(&point, at(100), point.requested_at));
+        assert!(!after_mark(&point, at(99), point.requested_at));
+    }
+
+    #[test]
+    fn one_empty_round_trip_drains_mongodb() {
         assert!(drained_past(
-            &idle_stream(100, 1),
+            &idle_stream(1),
             &mark(100),
             SourceKind::MongoDb
         ));
         assert!(!drained_past(
-            &idle_stream(99, 1),
+            &idle_stream(0),
             &mark(100),
             SourceKind::MongoDb
         ));
@@ -215,12 +230,12 @@ mod tests {
     #[test]
     fn cosmos_ru_needs_two_empty_round_trips() {
         assert!(!drained_past(
-            &idle_stream(100, 1),
+            &idle_stream(1),
             &mark(100),
             SourceKind::CosmosRu
         ));
         assert!(drained_past(
-            &idle_stream(100, 2),
+            &idle_stream(2),
             &mark(100),
             SourceKind::CosmosRu
         ));
@@ -241,18 +256,20 @@ mod tests {
     fn local_clock_is_the_fallback() {
         let mut point = mark(0);
         point.source_operation_time = None;
-        let mut s = idle_stream(0, 1);
-        s.idle_operation_time = None;
-        s.idle_since = Some(point.requested_at - Duration::seconds(1));
-        assert!(!drained_past(&s, &point, SourceKind::MongoDb));
-        s.idle_since = Some(point.requested_at + Duration::seconds(1));
-        assert!(drained_past(&s, &point, SourceKind::MongoDb));
+        let reply = Some(bson::Timestamp {
+            time: 5,
+            increment: 1,
+        });
+        let before = point.requested_at - Duration::seconds(1);
+        let after = point.requested_at + Duration::seconds(1);
+        assert!(!after_mark(&point, reply, before));
+        assert!(after_mark(&point, reply, after));
     }
 
     #[test]
     fn cosmos_ru_waits_for_a_final_pass() {
         let point = mark(100);
-        let mut s = idle_stream(100, 2);
+        let mut s = idle_stream(2);
         assert!(stream_ready(&s, &point, SourceKind::MongoDb));
         assert!(!stream_ready(&s, &point, SourceKind::CosmosRu));
         s.reconcile = ReconcileRecord {
@@ -265,7 +282,7 @@ mod tests {
 
     #[test]
     fn recopy_needs_a_pass_on_any_source() {
-        let mut s = idle_stream(100, 1);
+        let mut s = idle_stream(1);
         s.reconcile.requested = true;
         assert!(needs_final_pass(&s, SourceKind::MongoDb));
     }

@@ -110,9 +110,7 @@ async fn reset_stream(engine: &Engine, job_id: &str, index: u32) -> Result<(), R
         s.failures = 0;
         s.last_error = None;
         s.idle = false;
-        s.empty_round_trips = 0;
-        s.idle_since = None;
-        s.idle_operation_time = None;
+        s.drained_round_trips = 0;
         s.caught_up_at = None;
         s.started_at = None;
         match engine.store.replace_stream(&stream).await {

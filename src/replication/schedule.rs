@@ -63,7 +63,12 @@ pub async fn enqueue_streams(
         return Ok(());
     }
     for stream in streams {
-        if stream.value.state != StreamState::Waiting || stream.value.position.is_none() {
+        // A stream finished for a cutover that did not complete (the job failed and was resumed)
+        // replicates again.
+        let finished_early =
+            stream.value.state == StreamState::Finished && job.state != JobState::CuttingOver;
+        let waiting = stream.value.state == StreamState::Waiting || finished_early;
+        if !waiting || stream.value.position.is_none() {
             continue;
         }
         let copied = collections

@@ -292,20 +292,19 @@ impl StreamRun<'_> {
             s.last_event_time = Some(event_time.map_or(started_at, ClusterTime::to_datetime));
         }
 
-        if round.events.is_empty() {
-            if !s.idle {
-                s.idle_since = Some(started_at);
-                s.idle_operation_time = round.operation_time.map(ClusterTime::from_timestamp);
-                s.empty_round_trips = 0;
+        s.idle = round.events.is_empty();
+        // Counted only while cutting over, so a mark left from an earlier cutover never counts.
+        let cutting_over = self.job.state == JobState::CuttingOver;
+        s.drained_round_trips = match &self.job.cutover {
+            Some(mark)
+                if cutting_over
+                    && s.idle
+                    && cutover::after_mark(mark, round.operation_time, started_at) =>
+            {
+                s.drained_round_trips + 1
             }
-            s.idle = true;
-            s.empty_round_trips += 1;
-        } else {
-            s.idle = false;
-            s.empty_round_trips = 0;
-            s.idle_since = None;
-            s.idle_operation_time = None;
-        }
+            _ => 0,
+        };
         // A batch below the limit held everything the server had when the round trip started.
         if (round.events.len() as u64) < u64::from(self.batch_size.max(1)) {
             s.caught_up_at = Some(started_at);

@@ -164,15 +164,10 @@ pub struct StreamRecord {
     /// Whether the last round trip returned no event.
     #[serde(default)]
     pub idle: bool,
-    /// Consecutive round trips without events.
+    /// Consecutive round trips without events that ran after the job's cutover point; 0 while
+    /// no cutover is in progress.
     #[serde(default)]
-    pub empty_round_trips: u32,
-    /// The source's `operationTime` in the reply of the last round trip without events.
-    #[serde(default)]
-    pub idle_operation_time: Option<ClusterTime>,
-    /// Start of the last round trip without events, by this service's clock.
-    #[serde(default)]
-    pub idle_since: Option<DateTime<Utc>>,
+    pub drained_round_trips: u32,
     #[serde(default)]
     pub last_round_trip_at: Option<DateTime<Utc>>,
     /// Source or target round trips that were throttled.
@@ -207,9 +202,7 @@ impl StreamRecord {
             last_event_cluster_time: None,
             caught_up_at: None,
             idle: false,
-            empty_round_trips: 0,
-            idle_operation_time: None,
-            idle_since: None,
+            drained_round_trips: 0,
             last_round_trip_at: None,
             throttled: 0,
             failures: 0,
