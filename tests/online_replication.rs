@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use vcore_migrate::queue::{StreamTask, TaskKind};
 use vcore_migrate::runtime::{run_task, MessageInfo, TaskOutcome};
 
-/// A harness whose source imitates Cosmos DB for MongoDB (RU).
+/// Returns harness options whose source imitates Cosmos DB for MongoDB (RU).
 fn cosmos_ru() -> HarnessOptions {
     HarnessOptions {
         source: EmulatorOptions {
@@ -39,7 +39,7 @@ fn numbered(range: std::ops::Range<i32>) -> Vec<Document> {
         .collect()
 }
 
-/// The replication view of collection `index`.
+/// Returns the replication view of collection `index`.
 fn stream(job: &Value, index: usize) -> &Value {
     &job["collections"][index]["replication"]
 }

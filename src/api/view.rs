@@ -47,7 +47,7 @@ pub struct JobDetail {
     pub documents_per_second: f64,
     /// Whether `POST /api/jobs/{id}/cutover` would be accepted now.
     pub can_cutover: bool,
-    /// Why cutover would be refused now; empty when it would be accepted.
+    /// Reasons cutover would be rejected now; empty when it would be accepted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cutover_blockers: Vec<String>,
     /// Change-stream progress over all collections (online jobs).
@@ -156,12 +156,14 @@ pub fn job_detail(
             .map(|s| stream_view(&s.value, collection.value.estimated_documents, now));
         views.push(view);
     }
+
     let stream_views: Vec<&StreamView> = views
         .iter()
         .filter_map(|v| v.replication.as_ref())
         .collect();
     let replication = summary(&stream_views);
     let blockers = cutover_blockers(job, collections, streams);
+
     let copied: u64 = views.iter().map(|v| v.documents_copied).sum();
     let estimated: u64 = views.iter().map(|v| v.documents_estimated).sum();
     let bytes: u64 = views.iter().map(|v| v.bytes_copied).sum();

@@ -3,7 +3,7 @@
 //! Upserts go out as `update` commands with many replacement statements and `upsert: true`, and
 //! deletes as `delete` commands with an `_id` `$in` list. The driver's own mixed bulk write
 //! (`Client::bulk_write`) needs the `bulkWrite` command of MongoDB 8.0, which Cosmos DB does not
-//! offer, and `replace_one` costs one round trip per document; the multi-statement `update` and
+//! offer, and `replace_one` costs one round trip per document. The multi-statement `update` and
 //! `delete` commands are the bulk form every MongoDB-compatible server accepts. Every statement
 //! is idempotent, so a batch retried after a timeout or a throttle changes nothing twice.
 
@@ -17,18 +17,18 @@ use super::events::{Change, Write};
 use crate::copy::writer::{backoff, throttle_floor};
 use crate::mongo::{classify, describe, retry_after_message, ErrorClass, TOO_MANY_REQUESTS};
 
-/// Most statements per command; well below every server's `maxWriteBatchSize` (25,000 on vCore).
+/// Maximum statements per command, well below every server's `maxWriteBatchSize` (25,000 on vCore).
 const MAX_STATEMENTS: usize = 500;
 /// Document bytes per command, leaving room below the 16 MiB command size limit.
 const MAX_COMMAND_BYTES: usize = 8 * 1024 * 1024;
 const MAX_TRANSIENT_ATTEMPTS: u32 = 8;
 const MAX_THROTTLED_ATTEMPTS: u32 = 60;
-/// Rounds of retrying statements that hit a duplicate key on a secondary unique index; such a
+/// Rounds of retrying statements that hit a duplicate key on a secondary unique index. Such a
 /// conflict can be transient when two documents swap a unique value within one round trip.
 const MAX_DUPLICATE_ROUNDS: u32 = 3;
 const DUPLICATE_KEY: i32 = 11000;
 
-/// What one apply did.
+/// Counts of one apply.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplyOutcome {
     pub upserts: u64,
@@ -96,8 +96,8 @@ pub async fn apply(
     Ok(outcome)
 }
 
-/// A replacement whose first-level field names start with `$` would be read as update
-/// operators, so such documents are written with a delete and an insert instead.
+/// Returns whether a first-level field name starts with `$`. A replacement with such a name
+/// would be read as update operators, so these documents are written by a delete and an insert.
 fn has_dollar_field(document: &RawDocumentBuf) -> bool {
     document
         .iter()

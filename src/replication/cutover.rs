@@ -3,7 +3,7 @@
 //! Cutover records the source's current operation time. Each stream task keeps applying events
 //! until it has read past that point, runs a final reconciliation where deletes are not streamed,
 //! and then marks its stream finished and stops. Once every stream is finished (or stopped
-//! because its source collection is gone), [`before_complete`] runs and the job completes; no
+//! because its source collection is gone), [`before_complete`] runs and the job completes. No
 //! task writes to the target after that.
 
 use bson::doc;
@@ -17,7 +17,7 @@ use crate::state::{
 };
 
 /// Round trips without events, each started after the cutover point, that prove a Cosmos DB
-/// (RU) stream is drained. RU answers a throttled `getMore` with an empty batch, so one empty
+/// (RU) stream is drained. RU returns an empty batch for a throttled `getMore`, so one empty
 /// batch alone may mean "throttled" rather than "nothing left".
 // NOTE: two is a judgement, not a documented Cosmos DB guarantee; the final reconciliation and
 // verification remain the safety net.
@@ -77,7 +77,7 @@ fn namespace_of(collections: &[Versioned<CollectionRecord>], index: u32) -> Stri
         .unwrap_or_else(|| format!("collection {index}"))
 }
 
-/// Whether a round trip ran after the cutover point: its reply's operation time is at or after
+/// Returns whether a round trip ran after the cutover point: its reply's operation time is at or after
 /// the source's time at the request, or, when either time is missing, it started after the
 /// request by this service's clock.
 pub fn after_mark(
@@ -91,7 +91,7 @@ pub fn after_mark(
     }
 }
 
-/// Whether the stream has applied every event up to the cutover point.
+/// Returns whether the stream has applied every event up to the cutover point.
 pub fn drained_past(stream: &StreamRecord, mark: &CutoverMark, kind: SourceKind) -> bool {
     // An applied event later than the point proves every earlier one was applied.
     if let (Some(point), Some(event)) = (mark.source_operation_time, stream.last_event_cluster_time)
@@ -108,7 +108,7 @@ pub fn drained_past(stream: &StreamRecord, mark: &CutoverMark, kind: SourceKind)
     stream.drained_round_trips >= needed
 }
 
-/// Whether cutover must wait for a reconciliation pass on this stream: always on Cosmos DB (RU),
+/// Returns whether cutover must wait for a reconciliation pass on this stream: always on Cosmos DB (RU),
 /// whose streams carry no deletes, and after a re-copy, which may have missed deletes.
 pub fn needs_final_pass(stream: &StreamRecord, kind: SourceKind) -> bool {
     kind == SourceKind::CosmosRu
@@ -120,20 +120,20 @@ pub fn needs_final_pass(stream: &StreamRecord, kind: SourceKind) -> bool {
             .is_some_and(|p| p.reason == ReconcileReason::Recopy)
 }
 
-/// Whether a cutover reconciliation pass that started after the cutover point has finished.
+/// Returns whether a cutover reconciliation pass that started after the cutover point has finished.
 pub fn final_pass_done(stream: &StreamRecord, mark: &CutoverMark) -> bool {
     let r = &stream.reconcile;
     r.last_reason == Some(ReconcileReason::Cutover)
         && r.last_started_at.is_some_and(|t| t >= mark.requested_at)
 }
 
-/// Whether the stream task may mark its stream finished.
+/// Returns whether the stream task may mark its stream finished.
 pub fn stream_ready(stream: &StreamRecord, mark: &CutoverMark, kind: SourceKind) -> bool {
     drained_past(stream, mark, kind)
         && (!needs_final_pass(stream, kind) || final_pass_done(stream, mark))
 }
 
-/// Where a cutover stands, for the engine.
+/// The progress of a cutover, for the engine.
 #[derive(Debug, PartialEq)]
 pub enum CutoverProgress {
     Waiting,
@@ -167,9 +167,9 @@ pub async fn progress(
     }
 }
 
-/// The last step before an online job completes, once every stream is drained past the cutover
-/// point and reconciled; the target is no longer written to. An error fails the job with that
-/// reason.
+/// Runs the last step before an online job completes. Every stream is drained past the cutover
+/// point and reconciled by then, and nothing writes to the target any more. An error fails the
+/// job with that reason.
 // TODO: call the verification step here once it exists; until then cutover completes without
 // comparing the collections.
 pub async fn before_complete(_engine: &Engine, _job: &JobRecord) -> Result<(), String> {

@@ -1,4 +1,4 @@
-//! What a change-stream error means for replication, and the task's error type.
+//! The meaning of change-stream errors for replication, and the task's error type.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crate::state::StoreError;
 /// of a recreated collection gets) and CappedPositionLost (136, older servers' oplog rollover).
 const HISTORY_LOST_CODES: &[i32] = &[286, 280, 260, 136];
 
-/// Server codes that say the stream as configured is not allowed: BadValue (2, the Cosmos DB RU
+/// Server codes that mean the stream as configured is not allowed: BadValue (2, the Cosmos DB RU
 /// pipeline-shape error), FailedToParse (9), Unauthorized (13), TypeMismatch (14),
 /// IllegalOperation (20), CommandNotSupported (115), unrecognized pipeline stage (40324), unknown
 /// `$changeStream` field (40415) and "change streams need a replica set" (40573).

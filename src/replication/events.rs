@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use bson::{RawBson, RawBsonRef, RawDocument, RawDocumentBuf, Timestamp};
 
-/// Why a stream ended for good.
+/// The reason a stream ended for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamEnd {
     Dropped,
@@ -21,7 +21,7 @@ pub enum StreamEnd {
 }
 
 impl StreamEnd {
-    /// A sentence for the collection's `lastError`.
+    /// Returns a sentence for the collection's `lastError`.
     pub fn describe(&self, namespace: &str) -> String {
         match self {
             StreamEnd::Dropped => format!("the source collection {namespace} was dropped"),
@@ -38,7 +38,7 @@ impl StreamEnd {
     }
 }
 
-/// What the target must do for one document.
+/// The write the target needs for one document.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     /// Replace the document with this one, inserting it when absent.
@@ -60,7 +60,7 @@ pub struct Planned {
     pub changes: Vec<Change>,
     /// Insert, update, replace and delete events read (before keeping one per document).
     pub events: u64,
-    /// Set when the batch holds a drop, rename or invalidate; events after it are ignored.
+    /// Set when the batch contains a drop, rename or invalidate; events after it are ignored.
     pub end: Option<StreamEnd>,
     /// Cluster time of the last event that carried one (Cosmos DB RU events carry none).
     pub last_cluster_time: Option<Timestamp>,
@@ -152,7 +152,8 @@ fn rename_target(event: &RawDocument) -> String {
     }
 }
 
-/// The `_id` from `documentKey` (which may also hold shard key fields), or from the full document.
+/// Returns the `_id` from `documentKey` (which may also contain shard key fields), or from the
+/// full document.
 fn document_id(event: &RawDocument) -> Result<RawBson, EventError> {
     let from = |field: &str| -> Option<RawBson> {
         let document = event.get_document(field).ok()?;
@@ -167,7 +168,7 @@ fn document_id(event: &RawDocument) -> Result<RawBson, EventError> {
         .ok_or_else(|| EventError("the event has no documentKey._id".into()))
 }
 
-/// A map key for an `_id`: its exact BSON bytes, so Int32 1 and Int64 1 stay distinct.
+/// Returns a map key for an `_id`: its exact BSON bytes, so Int32 1 and Int64 1 stay distinct.
 pub fn id_key(id: &RawBson) -> Vec<u8> {
     let mut holder = RawDocumentBuf::new();
     holder.append("v", id.clone());

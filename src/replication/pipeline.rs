@@ -3,7 +3,7 @@
 //! Cosmos DB for MongoDB (RU) accepts a change stream only on one collection, only with
 //! `fullDocument: "updateLookup"`, and only with exactly a `$match` on `operationType` in
 //! insert/update/replace followed by a `$project` of `_id`, `fullDocument`, `ns` and
-//! `documentKey`; any other shape fails with BadValue ("Change stream must be followed by a match
+//! `documentKey`. Any other shape fails with BadValue ("Change stream must be followed by a match
 //! and then a project stage", Azure Cosmos DB for MongoDB change-stream documentation). Other
 //! sources get the plain stream, which also reports deletes, drops and renames.
 
@@ -12,7 +12,7 @@ use bson::{doc, Document};
 use super::position::Position;
 use crate::jobs::SourceKind;
 
-/// The aggregation pipeline that opens a collection's change stream at `position` (or at the
+/// Builds the aggregation pipeline that opens a collection's change stream at `position` (or at the
 /// server's current point when `None`).
 pub fn pipeline(kind: SourceKind, position: Option<&Position>) -> Vec<Document> {
     let mut spec = doc! { "fullDocument": "updateLookup" };
@@ -27,7 +27,7 @@ pub fn pipeline(kind: SourceKind, position: Option<&Position>) -> Vec<Document> 
     stages
 }
 
-/// The only stages Cosmos DB (RU) accepts after `$changeStream`.
+/// Returns the only stages Cosmos DB (RU) accepts after `$changeStream`.
 fn cosmos_ru_stages() -> [Document; 2] {
     [
         doc! { "$match": { "operationType": { "$in": ["insert", "update", "replace"] } } },

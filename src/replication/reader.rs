@@ -1,7 +1,7 @@
 //! Reads a collection's change stream one server round trip at a time.
 //!
 //! The driver's `ChangeStream` hands out events one by one and hides where a server batch ends,
-//! so it cannot say when to save the `postBatchResumeToken` of an empty batch. The stream is
+//! so it cannot tell when to save the `postBatchResumeToken` of an empty batch. The stream is
 //! therefore opened as a plain `aggregate` with a `$changeStream` stage and read through the
 //! driver's raw batch cursor, which returns each server reply (the `aggregate`, then one per
 //! `getMore`) whole: its events, its `postBatchResumeToken` and its `operationTime`. The driver's

@@ -2,10 +2,10 @@
 //! deletes them. Cosmos DB for MongoDB (RU) change streams carry no delete events, so this is how
 //! its deletes reach the target.
 //!
-//! A pass walks the target's `_id`s in order, one BSON type bracket after another (range
-//! operators never cross brackets), one page at a time: read a page of target `_id`s (an
-//! index-only query), look the same `_id`s up on the source with `$in`, and delete on the target
-//! those the source lacks. Only one page of `_id`s is in memory. A pass therefore reads every
+//! A pass walks the target's `_id`s in order, one BSON type bracket after another, because range
+//! operators never cross brackets. Each step reads a page of target `_id`s (an index-only query),
+//! looks the same `_id`s up on the source with `$in`, and deletes on the target those the source
+//! lacks. Only one page of `_id`s is in memory. A pass therefore reads every
 //! `_id` of the target once and looks each one up on the source once.
 //!
 //! The stream task runs the steps between its round trips, so no change event is applied while a
@@ -25,7 +25,7 @@ use crate::copy::range::{ChunkRange, TypeBracket};
 use crate::copy::{decode_value, encode_value};
 use crate::state::ReconcilePass;
 
-/// What one step did.
+/// Counts of one step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StepOutcome {
     pub ids_checked: u64,
@@ -65,7 +65,7 @@ pub async fn step(
         outcome.deleted += missing.len() as u64;
         pass.ids_checked += ids.len() as u64;
         pass.deletes += missing.len() as u64;
-        // A single-valued bracket (null, MinKey, MaxKey) holds at most one `_id`, and its filter
+        // A single-valued bracket (null, MinKey, MaxKey) contains at most one `_id`, and its filter
         // ignores the position, so it is done after one page.
         if bracket.is_single_valued() || (ids.len() as u32) < page_size {
             next_bracket(pass);
@@ -103,7 +103,7 @@ async fn target_page(
         .collect())
 }
 
-/// The `_id`s of `ids` that the source does not hold.
+/// Returns the `_id`s of `ids` that the source does not contain.
 async fn missing_on_source(
     source: &Collection<Document>,
     ids: &[Bson],
@@ -122,8 +122,8 @@ async fn missing_on_source(
         .map(encode_value)
         .collect();
 
-    // An `_id` can match by value in another numeric type (the source holds 1.0 where the target
-    // holds 1), so a candidate missing by bytes is confirmed with the server's own equality.
+    // An `_id` can match by value in another numeric type (1.0 on the source for 1 on the
+    // target), so a candidate missing by bytes is confirmed with the server's own equality.
     let mut missing = Vec::new();
     for id in ids.iter().filter(|id| !present.contains(&encode_value(id))) {
         let still_there = source

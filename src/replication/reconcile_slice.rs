@@ -17,7 +17,7 @@ use crate::jobs::{JobState, SourceKind};
 use crate::mongo::{classify, describe, ErrorClass};
 use crate::state::{ReconcilePass, ReconcileReason};
 
-/// Longest reconciliation work per round trip.
+/// Maximum reconciliation time per round trip.
 const SLICE: Duration = Duration::from_secs(1);
 /// Target `_id`s compared per step.
 const PAGE_SIZE: u32 = 1_000;
@@ -83,7 +83,7 @@ pub(super) async fn run(run: &mut StreamRun<'_>) -> Result<(), ReplicationError>
     Ok(())
 }
 
-/// Why a new pass must start now, if one must.
+/// Returns the reason a new pass must start now, if one must.
 fn due_reason(run: &StreamRun<'_>, now: DateTime<Utc>) -> Option<ReconcileReason> {
     let stream = &run.stream.value;
     let current = stream.reconcile.pass.as_ref();
@@ -94,7 +94,7 @@ fn due_reason(run: &StreamRun<'_>, now: DateTime<Utc>) -> Option<ReconcileReason
         {
             return None;
         }
-        // Only a pass that started after the cutover point sees every delete made before it.
+        // Only a pass that started after the cutover point finds every delete made before it.
         let current_counts = current.is_some_and(|p| {
             p.reason == ReconcileReason::Cutover && p.started_at >= mark.requested_at
         });

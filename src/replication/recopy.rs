@@ -12,7 +12,7 @@ use crate::jobs::{allowed_commands, transition, Command, JobState};
 use crate::runtime::engine::{Engine, EngineError};
 use crate::state::{CollectionState, StoreError, StreamRecord, StreamState};
 
-/// Why a re-copy was not started.
+/// The reason a re-copy was not started.
 #[derive(Debug, thiserror::Error)]
 pub enum RecopyError {
     #[error("{0}")]

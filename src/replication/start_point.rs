@@ -14,7 +14,7 @@ use crate::jobs::SourceKind;
 use crate::runtime::engine::Engine;
 use crate::state::{CollectionRecord, StoreError, StreamRecord, StreamState};
 
-/// Why no start point could be saved.
+/// The reason no start point could be saved.
 #[derive(Debug, thiserror::Error)]
 pub enum StartPointError {
     /// The source cannot stream this collection as configured; planning it again cannot help.

@@ -1,5 +1,5 @@
 //! The stream task: reads one collection's change stream, applies each round trip to the target,
-//! and saves the resume position, until its time budget runs out; then it continues through the
+//! and saves the resume position until its time budget runs out. Then it continues through the
 //! queue.
 //!
 //! Order of effects per round trip, fixed so a crash anywhere replays events and never skips
@@ -130,7 +130,7 @@ pub(super) struct StreamRun<'a> {
     pub(super) job: JobRecord,
 }
 
-/// What to do after a failed read.
+/// The next step after a failed read.
 enum AfterFailure {
     Reopen,
     Finish(TaskOutcome),
@@ -323,8 +323,8 @@ impl StreamRun<'_> {
         cutover::stream_ready(&self.stream.value, mark, self.kind)
     }
 
-    /// Saves the row with its ETag and renews the lease; a conflict means another task took the
-    /// stream over after this one's lease expired, so this one must stop.
+    /// Saves the row with its ETag and renews the lease. A conflict means that another task took
+    /// the stream over after this one's lease expired, so this one must stop.
     async fn save(&mut self) -> Result<(), ReplicationError> {
         if self.stream.value.state == StreamState::Running {
             self.stream.value.lease_until = Some(Utc::now() + self.engine.lease());

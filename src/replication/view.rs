@@ -23,8 +23,8 @@ pub struct StreamView {
     pub deletes: u64,
     /// Cluster time of the last applied event (Cosmos DB RU: when its round trip started).
     pub last_event_time: Option<DateTime<Utc>>,
-    /// Seconds between now and the point up to which the target holds every source change; 0
-    /// when the stream is idle and drained, absent before the stream first ran.
+    /// Seconds between now and the point up to which the target contains every source change.
+    /// It is 0 when the stream is idle and drained, and absent before the stream first ran.
     pub lag_seconds: Option<f64>,
     pub round_trips: u64,
     /// Round trips the source or target throttled (Cosmos DB 16500).
@@ -38,7 +38,7 @@ pub struct StreamView {
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileView {
     pub running: bool,
-    /// Why the running pass runs.
+    /// The reason for the running pass.
     pub reason: Option<ReconcileReason>,
     /// Target `_id`s compared by the running pass.
     pub ids_checked: u64,
@@ -65,7 +65,7 @@ pub struct ReplicationSummary {
     pub streams_stopped: u32,
 }
 
-/// The lag of a stream now; see [`StreamView::lag_seconds`].
+/// Returns the lag of a stream now, as [`StreamView::lag_seconds`] describes it.
 pub fn lag_seconds(stream: &StreamRecord, now: DateTime<Utc>) -> Option<f64> {
     match stream.state {
         StreamState::Finished => return Some(0.0),
@@ -138,7 +138,7 @@ pub fn summary(views: &[&StreamView]) -> Option<ReplicationSummary> {
     })
 }
 
-/// Every reason cutover is refused now: the lifecycle table's, then failed streams'.
+/// Lists every reason cutover would be rejected now: the lifecycle table's, then failed streams'.
 pub fn cutover_blockers(
     job: &JobRecord,
     collections: &[Versioned<CollectionRecord>],

@@ -11,7 +11,8 @@ use super::{handle_poison, run_task, MessageInfo};
 use crate::queue::{poison_queue_name, TaskKind};
 use crate::storage::QueueMessage;
 
-/// Fewest stream consumers in standalone mode; collections beyond this many replicate in turns.
+/// Minimum number of stream consumers in standalone mode; collections beyond this many
+/// replicate in turns.
 const STREAM_CONSUMERS: usize = 8;
 
 /// Starts the consumers and the scheduler; they stop when `shutdown` turns true, between
@@ -25,7 +26,7 @@ pub fn spawn_workers(
         let consumers = match kind {
             TaskKind::Plan => 1,
             TaskKind::Copy => engine.settings.worker_concurrency,
-            // A stream task holds its consumer for its whole time budget, one per replicating
+            // A stream task keeps its consumer for its whole time budget, one per replicating
             // collection, so streams get their own, larger pool.
             TaskKind::Stream => engine.settings.worker_concurrency.max(STREAM_CONSUMERS),
         };

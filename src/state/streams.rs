@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, Versioned};
 
-/// Where a collection's replication stands.
+/// The replication phase of one collection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum StreamState {
@@ -18,13 +18,13 @@ pub enum StreamState {
     /// The start point is saved; the stream waits for the collection's copy, a resume, or a
     /// task message.
     Waiting,
-    /// A task message is in flight; `lease_until` says when to assume it was lost.
+    /// A task message is in flight; after `lease_until` it counts as lost.
     Queued,
     /// A stream task is reading; `owner` names the queue message that runs it.
     Running,
     /// Caught up with the cutover point; no further event is applied.
     Finished,
-    /// The source collection was dropped or renamed; `last_error` says which.
+    /// The source collection was dropped or renamed; `last_error` names which.
     Stopped,
     /// Replication cannot continue (history lost or an invalid token); `last_error` names the
     /// recovery.
@@ -68,13 +68,13 @@ impl ClusterTime {
         }
     }
 
-    /// The wall-clock second this cluster time falls in.
+    /// Returns the wall-clock second this cluster time falls in.
     pub fn to_datetime(self) -> DateTime<Utc> {
         DateTime::from_timestamp(i64::from(self.seconds), 0).unwrap_or_default()
     }
 }
 
-/// Why a reconciliation pass runs.
+/// The reason a reconciliation pass runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ReconcileReason {
@@ -121,7 +121,7 @@ pub struct ReconcileRecord {
     pub last_started_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_finished_at: Option<DateTime<Utc>>,
-    /// Why the last finished pass ran; a cutover pass is what cutover waits for.
+    /// The reason of the last finished pass; cutover waits for a `cutover` pass.
     #[serde(default)]
     pub last_reason: Option<ReconcileReason>,
 }
@@ -137,7 +137,7 @@ pub struct StreamRecord {
     /// The token is the server's opaque bytes, stored and sent back unchanged.
     #[serde(default)]
     pub position: Option<String>,
-    /// Id of the queue message whose task holds the stream.
+    /// Id of the queue message whose task owns the stream.
     #[serde(default)]
     pub owner: Option<String>,
     #[serde(default)]
@@ -185,7 +185,7 @@ pub struct StreamRecord {
 }
 
 impl StreamRecord {
-    /// A row waiting for its start point.
+    /// Returns a row waiting for its start point.
     pub fn pending(job_id: &str, collection: u32) -> Self {
         StreamRecord {
             job_id: job_id.to_string(),
@@ -213,7 +213,8 @@ impl StreamRecord {
     }
 }
 
-/// What a cutover request recorded: the point every stream must pass before the job completes.
+/// The cutover point that a cutover request recorded, which every stream must pass before the
+/// job completes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CutoverMark {
@@ -240,7 +241,7 @@ impl Store {
         self.streams.get(job_id, &stream_row_key(collection)).await
     }
 
-    /// Every stream row of a job.
+    /// Returns every stream row of a job.
     pub async fn streams(&self, job_id: &str) -> Result<Vec<Versioned<StreamRecord>>, StoreError> {
         self.streams.query_partition(job_id).await
     }
