@@ -507,6 +507,7 @@ mod tests {
             verification: None,
             event_delivery_error: None,
             event_delivery_failures: 0,
+            cutover: None,
         }
     }
 
