@@ -1,0 +1,12 @@
+//! The end-to-end demo of vcore-migrate: real datasets and a BSON type corpus are loaded into an
+//! emulated Cosmos DB for MongoDB (RU) account, migrated by the service in standalone mode to an
+//! emulated vCore cluster, and compared byte for byte.
+//!
+//! Layout:
+//! - `json`: JSON text to BSON values with exact number types and key order.
+//! - `datasets`: the public datasets from the `vega-datasets` npm package, as documents.
+//! - `corpus`: documents covering every BSON type and many `_id` types.
+
+pub mod corpus;
+pub mod datasets;
+pub mod json;
