@@ -402,7 +402,7 @@ mod tests {
                 Bson::Int32(v) => v.to_string(),
                 Bson::Int64(v) => v.to_string(),
                 Bson::Double(v) if v.is_nan() => "NaN".into(),
-                Bson::Double(v) if v == 0.0 => "0".into(),
+                // Both zeros map to "0", because -0.0 equals 0.
                 Bson::Double(v) if v.fract() == 0.0 && v.abs() < 9.2e18 => (v as i64).to_string(),
                 Bson::Double(v) => format!("{v:e}"),
                 Bson::Decimal128(v) => v.to_string(),
