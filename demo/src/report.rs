@@ -15,6 +15,8 @@ pub struct CopyRow {
     /// Time from the collection's first copied batch to its last; `None` when the job did not
     /// report both ends.
     pub duration: Option<Duration>,
+    /// Source or target round trips that were throttled and retried.
+    pub throttled: u64,
 }
 
 /// Renders the per-collection copy table with a total line.
@@ -22,8 +24,14 @@ pub fn copy_table(rows: &[CopyRow]) -> String {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "{:<40} {:>10} {:>11} {:>10} {:>11} {:>9}",
-        "collection (source -> target)", "documents", "bytes", "docs/s", "bytes/s", "duration"
+        "{:<40} {:>10} {:>11} {:>10} {:>11} {:>9} {:>9}",
+        "collection (source -> target)",
+        "documents",
+        "bytes",
+        "docs/s",
+        "bytes/s",
+        "duration",
+        "throttled"
     );
     for row in rows {
         let name = if row.source == row.target {
@@ -31,24 +39,30 @@ pub fn copy_table(rows: &[CopyRow]) -> String {
         } else {
             format!("{} -> {}", row.source, row.target)
         };
-        write_copy_line(&mut table, &name, row.documents, row.bytes, row.duration);
+        write_copy_line(&mut table, &name, row);
     }
 
-    let documents = rows.iter().map(|r| r.documents).sum();
-    let bytes = rows.iter().map(|r| r.bytes).sum();
-    // Collections copy in parallel, so the job's span is the longest duration, not their sum.
-    let longest = rows.iter().filter_map(|r| r.duration).max();
-    write_copy_line(&mut table, "total", documents, bytes, longest);
+    let total = CopyRow {
+        source: String::new(),
+        target: String::new(),
+        documents: rows.iter().map(|r| r.documents).sum(),
+        bytes: rows.iter().map(|r| r.bytes).sum(),
+        // Collections copy in parallel, so the job's span is the longest duration, not their sum.
+        duration: rows.iter().filter_map(|r| r.duration).max(),
+        throttled: rows.iter().map(|r| r.throttled).sum(),
+    };
+    write_copy_line(&mut table, "total", &total);
     table
 }
 
-fn write_copy_line(
-    table: &mut String,
-    name: &str,
-    documents: u64,
-    bytes: u64,
-    duration: Option<Duration>,
-) {
+fn write_copy_line(table: &mut String, name: &str, row: &CopyRow) {
+    let CopyRow {
+        documents,
+        bytes,
+        duration,
+        throttled,
+        ..
+    } = *row;
     let seconds = duration.map(|d| d.as_secs_f64()).filter(|s| *s > 0.0);
     let documents_per_second =
         seconds.map_or("-".to_string(), |s| format!("{:.0}", documents as f64 / s));
@@ -58,7 +72,7 @@ fn write_copy_line(
     let duration = duration.map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
     let _ = writeln!(
         table,
-        "{name:<40} {documents:>10} {:>11} {documents_per_second:>10} {bytes_per_second:>11} {duration:>9}",
+        "{name:<40} {documents:>10} {:>11} {documents_per_second:>10} {bytes_per_second:>11} {duration:>9} {throttled:>9}",
         human_bytes(bytes)
     );
 }
@@ -131,6 +145,7 @@ mod tests {
                 documents: 200_000,
                 bytes: 10 * 1024 * 1024,
                 duration: Some(Duration::from_secs(100)),
+                throttled: 40,
             },
             CopyRow {
                 source: "cinema.movies".into(),
@@ -138,6 +153,7 @@ mod tests {
                 documents: 3_201,
                 bytes: 1024 * 1024,
                 duration: None,
+                throttled: 2,
             },
         ];
         let table = copy_table(&rows);
@@ -151,10 +167,12 @@ mod tests {
             lines[2].starts_with("cinema.movies -> films.movies"),
             "{table}"
         );
-        assert!(lines[2].trim_end().ends_with('-'), "{table}");
+        assert!(lines[2].contains(" - "), "{table}");
+        assert!(lines[2].trim_end().ends_with(" 2"), "{table}");
         assert!(lines[3].starts_with("total"), "{table}");
         assert!(lines[3].contains(" 203201 "), "{table}");
         assert!(lines[3].contains("11.0 MiB"), "{table}");
+        assert!(lines[3].trim_end().ends_with(" 42"), "{table}");
     }
 
     #[test]
