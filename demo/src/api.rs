@@ -101,8 +101,13 @@ impl ApiClient {
 
     /// Reads a job with `GET /api/jobs/{id}`.
     pub async fn job(&self, id: &str) -> anyhow::Result<JobView> {
-        self.send(Method::GET, &format!("/api/jobs/{id}"), None, StatusCode::OK)
-            .await
+        self.send(
+            Method::GET,
+            &format!("/api/jobs/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await
     }
 
     /// Sends a command with `POST /api/jobs/{id}/{command}`.
@@ -140,7 +145,8 @@ impl ApiClient {
             };
             anyhow::bail!("{method} {path} returned {status}, expected {expected}: {detail}");
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow::anyhow!("{method} {path} returned a job the demo cannot read: {e}"))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!("{method} {path} returned a job the demo cannot read: {e}")
+        })
     }
 }

@@ -103,7 +103,11 @@ pub async fn drive(
                     job.last_error.as_deref().unwrap_or("no error was recorded")
                 );
             }
-            JobState::Copying if pause.is_none() && past_pause_point(&job, options.pause_at) => {
+            // Copying starts while later collections are still being planned, so the job may
+            // still report planning when the pause point is reached.
+            JobState::Planning | JobState::Copying
+                if pause.is_none() && past_pause_point(&job, options.pause_at) =>
+            {
                 pause = Some(pause_and_resume(&mut poller, &job, options).await?);
             }
             _ => {}
@@ -130,8 +134,12 @@ pub async fn drive(
 }
 
 fn past_pause_point(job: &JobView, pause_at: f64) -> bool {
-    let all_planned = job.collections.iter().all(|c| c.planned);
-    all_planned
+    // Until every collection has an estimate, the fraction would be of a partial total.
+    let all_estimated = job
+        .collections
+        .iter()
+        .all(|c| c.planned || c.documents_estimated > 0);
+    all_estimated
         && job.documents_estimated > 0
         && job.documents_copied as f64 >= pause_at * job.documents_estimated as f64
 }
@@ -163,7 +171,10 @@ async fn pause_and_resume(
             );
         }
         if sent.elapsed() > options.timeout {
-            anyhow::bail!("the job did not reach paused within {} s", options.timeout.as_secs());
+            anyhow::bail!(
+                "the job did not reach paused within {} s",
+                options.timeout.as_secs()
+            );
         }
     };
     let time_to_pause = sent.elapsed();

@@ -18,10 +18,17 @@ const SOURCE_SETTING: &str = "VCM_DEMO_SOURCE_CONNECTION";
 const TARGET_SETTING: &str = "VCM_DEMO_TARGET_CONNECTION";
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Migrates public datasets between two MongoDB emulators with vcore-migrate and checks the result")]
+#[command(
+    version,
+    about = "Migrates public datasets between two MongoDB emulators with vcore-migrate and checks the result"
+)]
 struct Args {
     /// Folder holding movies.json, flights-200k.json and earthquakes.json from vega-datasets.
-    #[arg(long, env = "VCM_DEMO_DATA_DIR", default_value = ".tools/datasets/vega-datasets-3.2.1/data")]
+    #[arg(
+        long,
+        env = "VCM_DEMO_DATA_DIR",
+        default_value = ".tools/datasets/vega-datasets-3.2.1/data"
+    )]
     data_dir: PathBuf,
 
     /// Azurite's queue service port on 127.0.0.1.
@@ -71,7 +78,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: starting the async runtime failed: {error}");
@@ -112,7 +122,10 @@ fn settings(args: &Args) -> vcore_migrate_demo::run::DemoSettings {
 /// read it.
 fn prepare_environment(args: &Args) -> anyhow::Result<EmulatorPlan> {
     if !(0.0..1.0).contains(&args.pause_at) {
-        anyhow::bail!("--pause-at must be at least 0 and below 1, got {}", args.pause_at);
+        anyhow::bail!(
+            "--pause-at must be at least 0 and below 1, got {}",
+            args.pause_at
+        );
     }
     // Both listeners stay open until both ports are known, so the two ports differ. Another
     // process could take a port between this check and the emulator's bind; the emulator
@@ -122,7 +135,10 @@ fn prepare_environment(args: &Args) -> anyhow::Result<EmulatorPlan> {
     let plan = EmulatorPlan {
         source_port: first.local_addr()?.port(),
         target_port: second.local_addr()?.port(),
-        user: ("demo".to_string(), uuid::Uuid::new_v4().simple().to_string()),
+        user: (
+            "demo".to_string(),
+            uuid::Uuid::new_v4().simple().to_string(),
+        ),
         source_ru_per_second: args.ru_per_second,
     };
     drop((first, second));

@@ -99,7 +99,11 @@ impl JobProgress {
             ));
         }
 
-        if !self.interactive && self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_INTERVAL) {
+        if !self.interactive
+            && self
+                .last_plain
+                .is_none_or(|t| t.elapsed() >= PLAIN_INTERVAL)
+        {
             self.last_plain = Some(Instant::now());
             eprintln!("{header}");
             for collection in &job.collections {

@@ -10,11 +10,11 @@ use vcore_migrate::secrets::CredentialRef;
 
 use crate::api::{ApiClient, JobView};
 use crate::compare::{compare_collections, Comparison};
+use crate::corpus;
 use crate::datasets::{self, Dataset};
 use crate::driver::{self, DriveOptions, DriveOutcome};
 use crate::report::{self, human_bytes, CopyRow};
 use crate::stack::{self, AzuritePorts, EmulatorPlan, Emulators, Service};
-use crate::corpus;
 
 /// Everything the demo is configured with, apart from the emulators' plan.
 pub struct DemoSettings {
@@ -34,7 +34,10 @@ pub struct DemoSettings {
 /// Runs the demo and returns whether every check passed: the job completed, nothing was copied
 /// while it was paused, every collection is identical, and the log holds no secret.
 pub async fn run(settings: DemoSettings, plan: EmulatorPlan) -> anyhow::Result<bool> {
-    println!("vcore-migrate end-to-end demo (logs: {})", settings.log_file.display());
+    println!(
+        "vcore-migrate end-to-end demo (logs: {})",
+        settings.log_file.display()
+    );
     let mut datasets = datasets::load_all(&settings.data_dir)?;
     datasets.insert(
         0,
@@ -52,7 +55,10 @@ pub async fn run(settings: DemoSettings, plan: EmulatorPlan) -> anyhow::Result<b
         emulators.source.port(),
         plan.source_ru_per_second
     );
-    println!("target: emulated Cosmos DB for MongoDB (vCore) on 127.0.0.1:{}", emulators.target.port());
+    println!(
+        "target: emulated Cosmos DB for MongoDB (vCore) on 127.0.0.1:{}",
+        emulators.target.port()
+    );
 
     let api_key = uuid::Uuid::new_v4().simple().to_string();
     let storage_prefix = format!("demo{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -62,7 +68,9 @@ pub async fn run(settings: DemoSettings, plan: EmulatorPlan) -> anyhow::Result<b
                 "service: standalone on {}, tables and queues prefixed {storage_prefix}",
                 service.base_url
             );
-            let result = migrate_and_check(&settings, &plan, &emulators, &service, &datasets, &api_key).await;
+            let result =
+                migrate_and_check(&settings, &plan, &emulators, &service, &datasets, &api_key)
+                    .await;
             service.standalone.shutdown().await;
             result
         }
@@ -97,7 +105,10 @@ async fn migrate_and_check(
     }
     stack::set_request_units(&emulators.source_client, Some(plan.source_ru_per_second)).await?;
 
-    println!("\nmigrating (offline job, paused once at {:.0}%):", settings.pause_at * 100.0);
+    println!(
+        "\nmigrating (offline job, paused once at {:.0}%):",
+        settings.pause_at * 100.0
+    );
     let client = ApiClient::new(&service.base_url, api_key)?;
     let request = job_request(settings, datasets);
     let options = DriveOptions {
@@ -251,7 +262,10 @@ fn split_namespace(namespace: &str) -> anyhow::Result<(&str, &str)> {
 fn check_log(path: &PathBuf, secrets: &[&str]) -> anyhow::Result<bool> {
     let log = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading the log file {} failed: {e}", path.display()))?;
-    let leaked = secrets.iter().filter(|secret| log.contains(**secret)).count();
+    let leaked = secrets
+        .iter()
+        .filter(|secret| log.contains(**secret))
+        .count();
     if leaked == 0 {
         println!(
             "log check: {} lines in {}, no password or API key among them",
@@ -260,7 +274,10 @@ fn check_log(path: &PathBuf, secrets: &[&str]) -> anyhow::Result<bool> {
         );
         Ok(true)
     } else {
-        println!("log check: FAILED: {leaked} secret(s) of this run appear in {}", path.display());
+        println!(
+            "log check: FAILED: {leaked} secret(s) of this run appear in {}",
+            path.display()
+        );
         Ok(false)
     }
 }
@@ -271,7 +288,10 @@ mod tests {
 
     #[test]
     fn namespace_splits_at_first_dot() {
-        assert_eq!(split_namespace("geo.quakes.2018").unwrap(), ("geo", "quakes.2018"));
+        assert_eq!(
+            split_namespace("geo.quakes.2018").unwrap(),
+            ("geo", "quakes.2018")
+        );
         assert!(split_namespace("nodot").is_err());
     }
 }

@@ -62,7 +62,12 @@ pub async fn start_emulators(plan: &EmulatorPlan) -> anyhow::Result<Emulators> {
         ..EmulatorOptions::default()
     })
     .await
-    .map_err(|e| anyhow::anyhow!("starting the source emulator on port {} failed: {e}", plan.source_port))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "starting the source emulator on port {} failed: {e}",
+            plan.source_port
+        )
+    })?;
     let target = mongo_emulator::start(EmulatorOptions {
         personality: Personality::VCore,
         port: plan.target_port,
@@ -70,7 +75,12 @@ pub async fn start_emulators(plan: &EmulatorPlan) -> anyhow::Result<Emulators> {
         ..EmulatorOptions::default()
     })
     .await
-    .map_err(|e| anyhow::anyhow!("starting the target emulator on port {} failed: {e}", plan.target_port))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "starting the target emulator on port {} failed: {e}",
+            plan.target_port
+        )
+    })?;
 
     let source_client = Client::with_uri_str(plan.uri(plan.source_port)).await?;
     let target_client = Client::with_uri_str(plan.uri(plan.target_port)).await?;
