@@ -1,1 +1,25 @@
+//! vcore-migrate: moves MongoDB collections from Azure Cosmos DB for MongoDB (RU), or any
+//! MongoDB, to Azure Cosmos DB for MongoDB (vCore) or any MongoDB-compatible cluster.
+//!
+//! Layout:
+//! - `config`: settings read from the environment, and the list of their names.
+//! - `api`: the axum router (job routes, health, Functions invocations) and its error type.
+//! - `jobs`: the job request, its validation, and the lifecycle table for user commands.
+//! - `state`: job, collection and chunk rows on Table Storage with ETag concurrency.
+//! - `queue`: task messages on Queue Storage (ids only).
+//! - `copy`: chunk planning by `_id`, the copy task, the reader and the idempotent writer.
+//! - `mongo`: driver clients per credential reference and error classification.
+//! - `runtime`: the engine that advances jobs, the Functions contract and standalone workers.
+//! - `secrets`: credential references, vault host checks and redaction.
+//! - `storage`: Table and Queue Storage clients.
 
+pub mod api;
+pub mod config;
+pub mod copy;
+pub mod jobs;
+pub mod mongo;
+pub mod queue;
+pub mod runtime;
+pub mod secrets;
+pub mod state;
+pub mod storage;

@@ -1,0 +1,259 @@
+//! Copy benchmark: copies N documents of about 1 KB from one MongoDB emulator process to another,
+//! first with a plain driver loop (the raw pipe: read the source cursor, bulk-insert into the
+//! target), then through the service in standalone mode, single-stream and with parallel chunks.
+//! Reports documents and MB per second and the service's peak resident memory.
+//!
+//! Run with `scripts/bench.sh` (it builds the release binaries and starts Azurite).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bson::{doc, Document, RawDocumentBuf};
+use clap::Parser;
+use futures::TryStreamExt;
+use mongodb::Client;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Args {
+    /// Documents to copy.
+    #[arg(long, default_value_t = 1_000_000)]
+    documents: u64,
+    /// Directory holding the release binaries `mongo-emulator` and `vcore-migrate`.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Azure Storage connection string for the service (Azurite).
+    #[arg(long, env = "VCM_BENCH_STORAGE")]
+    storage: String,
+    /// Parallel chunks for the parallel run.
+    #[arg(long, default_value_t = 4)]
+    parallel: u32,
+}
+
+/// A child process that is killed when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_emulator(bin_dir: &std::path::Path, personality: &str) -> anyhow::Result<(ChildGuard, String)> {
+    let port = free_port()?;
+    let child = Command::new(bin_dir.join("mongo-emulator"))
+        .args(["--port", &port.to_string(), "--personality", personality])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mongo-emulator; build it with cargo build --release -p mongo-emulator")?;
+    Ok((ChildGuard(child), format!("mongodb://127.0.0.1:{port}/?directConnection=true")))
+}
+
+/// Peak resident set size of a process in MiB, from /proc (Linux only).
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn document(i: u64) -> Document {
+    // About 1 KB of BSON: a few typed fields and a padded string.
+    doc! {
+        "_id": i as i64,
+        "name": format!("customer-{i:08}"),
+        "amount": (i % 10_000) as f64 / 100.0,
+        "created": bson::DateTime::from_millis(1_600_000_000_000 + i as i64),
+        "tags": ["alpha", "beta", "gamma"],
+        "address": { "street": "1 Long Road", "city": "Springfield", "zip": format!("{:05}", i % 99_999) },
+        "pad": "x".repeat(820),
+    }
+}
+
+async fn load(uri: &str, total: u64) -> anyhow::Result<u64> {
+    let client = Client::with_uri_str(uri).await?;
+    let coll = client.database("bench").collection::<Document>("docs");
+    let mut bytes = 0u64;
+    let mut start = 0;
+    let mut pending = Vec::new();
+    while start < total {
+        let end = (start + 1_000).min(total);
+        let batch: Vec<Document> = (start..end).map(document).collect();
+        for d in &batch {
+            bytes += bson::to_vec(d)?.len() as u64;
+        }
+        let coll = coll.clone();
+        pending.push(tokio::spawn(async move { coll.insert_many(batch).await.map(|_| ()) }));
+        if pending.len() >= 8 {
+            for task in pending.drain(..) {
+                task.await??;
+            }
+        }
+        start = end;
+    }
+    for task in pending {
+        task.await??;
+    }
+    Ok(bytes)
+}
+
+/// The raw pipe: one cursor, one bulk insert per batch of 1,000, nothing else.
+async fn raw_pipe(source: &str, target: &str) -> anyhow::Result<(u64, Duration)> {
+    let source = Client::with_uri_str(source).await?;
+    let target = Client::with_uri_str(target).await?;
+    let from = source.database("bench").collection::<RawDocumentBuf>("docs");
+    let to = target.database("raw").collection::<RawDocumentBuf>("docs");
+    let started = Instant::now();
+    let mut cursor = from.find(doc! {}).sort(doc! { "_id": 1 }).batch_size(1_000).await?;
+    let mut batch = Vec::with_capacity(1_000);
+    let mut count = 0;
+    while let Some(doc) = cursor.try_next().await? {
+        batch.push(doc);
+        if batch.len() == 1_000 {
+            count += batch.len() as u64;
+            to.insert_many(std::mem::take(&mut batch)).ordered(false).await?;
+        }
+    }
+    if !batch.is_empty() {
+        count += batch.len() as u64;
+        to.insert_many(batch).ordered(false).await?;
+    }
+    Ok((count, started.elapsed()))
+}
+
+struct ServiceRun {
+    seconds: f64,
+    documents: u64,
+    peak_rss_mib: f64,
+}
+
+async fn service_run(
+    args: &Args,
+    source: &str,
+    target: &str,
+    target_db: &str,
+    parallel: u32,
+) -> anyhow::Result<ServiceRun> {
+    let port = free_port()?;
+    let prefix = format!("bench{}", std::process::id() % 100_000 + u32::from(port) % 1000);
+    let key = "bench-key";
+    let child = Command::new(args.bin_dir.join("vcore-migrate"))
+        .arg("standalone")
+        .env("AzureWebJobsStorage", &args.storage)
+        .env("VCM_STORAGE_PREFIX", &prefix)
+        .env("VCM_API_KEY", key)
+        .env("VCM_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("VCM_WORKER_CONCURRENCY", parallel.to_string())
+        .env("VCM_SCHEDULER_INTERVAL_SECONDS", "1")
+        .env("BENCH_SOURCE", source)
+        .env("BENCH_TARGET", target)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting vcore-migrate; build it with cargo build --release")?;
+    let pid = child.id();
+    let _guard = ChildGuard(child);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if http.get(format!("{base}/api/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let request = json!({
+        "name": format!("bench-{target_db}"),
+        "mode": "offline",
+        "source": { "setting": "BENCH_SOURCE" },
+        "target": { "setting": "BENCH_TARGET" },
+        "collections": [{ "database": "bench", "collection": "docs", "targetDatabase": target_db }],
+        "options": { "chunkDocuments": 50_000, "batchSize": 1_000, "maxParallelChunks": parallel }
+    });
+    let started = Instant::now();
+    let response = http
+        .post(format!("{base}/api/jobs"))
+        .header("x-api-key", key)
+        .json(&request)
+        .send()
+        .await?;
+    if response.status() != 201 {
+        bail!("creating the job failed: {}", response.text().await?);
+    }
+    let job: Value = response.json().await?;
+    let id = job["id"].as_str().unwrap_or_default().to_string();
+    loop {
+        let job: Value = http
+            .get(format!("{base}/api/jobs/{id}"))
+            .header("x-api-key", key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        match job["state"].as_str() {
+            Some("completed") => {
+                return Ok(ServiceRun {
+                    seconds: started.elapsed().as_secs_f64(),
+                    documents: job["documentsCopied"].as_u64().unwrap_or(0),
+                    peak_rss_mib: peak_rss_mib(pid).unwrap_or(f64::NAN),
+                })
+            }
+            Some("failed") | Some("cancelled") => bail!("the job ended {}: {job}", job["state"]),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (_source_guard, source) = start_emulator(&args.bin_dir, "mongodb")?;
+    let (_target_guard, target) = start_emulator(&args.bin_dir, "vcore")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let load_started = Instant::now();
+    let bytes = load(&source, args.documents).await?;
+    let mb = bytes as f64 / 1_000_000.0;
+    eprintln!(
+        "loaded {} documents ({mb:.0} MB) in {:.1} s",
+        args.documents,
+        load_started.elapsed().as_secs_f64()
+    );
+
+    let (raw_count, raw_time) = raw_pipe(&source, &target).await?;
+    let raw_rate = raw_count as f64 / raw_time.as_secs_f64();
+    let single = service_run(&args, &source, &target, "single", 1).await?;
+    let parallel = service_run(&args, &source, &target, "parallel", args.parallel).await?;
+
+    println!("| run | documents | seconds | documents/s | MB/s | vs raw pipe | service peak RSS |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| raw driver pipe (1 stream) | {raw_count} | {:.1} | {raw_rate:.0} | {:.1} | 1.00x | - |",
+        raw_time.as_secs_f64(),
+        mb / raw_time.as_secs_f64()
+    );
+    for (name, run) in [
+        ("service, 1 chunk at a time".to_string(), &single),
+        (format!("service, {} chunks at a time", args.parallel), &parallel),
+    ] {
+        let rate = run.documents as f64 / run.seconds;
+        println!(
+            "| {name} | {} | {:.1} | {rate:.0} | {:.1} | {:.2}x | {:.0} MiB |",
+            run.documents,
+            run.seconds,
+            mb / run.seconds,
+            rate / raw_rate,
+            run.peak_rss_mib
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Change streams: the server-wide change log and the cursors that read it.
+
+pub mod diff;
+pub mod log;
+pub mod stream;
+pub mod token;
+
+pub use log::{ChangeLog, EventKind, PendingEvent};

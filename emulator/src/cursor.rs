@@ -1,0 +1,70 @@
+//! Server-side cursors for `find`, `aggregate` and change streams.
+
+use std::collections::HashMap;
+
+use crate::changes::stream::StreamCursor;
+use crate::store::StoredDocument;
+
+/// What a cursor returns on `getMore`.
+pub enum CursorSource {
+    /// Documents computed when the cursor was opened, returned in order.
+    Documents(std::vec::IntoIter<StoredDocument>),
+    /// A change stream, which reads the change log as it grows.
+    ChangeStream(Box<StreamCursor>),
+}
+
+pub struct Cursor {
+    /// `db.collection` the cursor was opened on; `getMore` must name the same one.
+    pub namespace: String,
+    pub source: CursorSource,
+    /// The connection's SCRAM user, so other users cannot read the cursor (unused without auth).
+    pub owner: Option<String>,
+}
+
+/// All open cursors, keyed by id.
+#[derive(Default)]
+pub struct CursorTable {
+    cursors: HashMap<i64, Cursor>,
+    next_id: i64,
+}
+
+impl CursorTable {
+    /// Registers a cursor and returns its id (never 0, which means "exhausted").
+    pub fn insert(&mut self, cursor: Cursor) -> i64 {
+        // Ids are random-looking but unique, like mongod's, so tests cannot depend on them.
+        self.next_id += 1;
+        let id = (self.next_id << 20) ^ (rand::random::<i64>() & 0xfffff);
+        let id = id.abs().max(1);
+        self.cursors.insert(id, cursor);
+        id
+    }
+
+    pub fn take(&mut self, id: i64) -> Option<Cursor> {
+        self.cursors.remove(&id)
+    }
+
+    /// Puts back a cursor taken for a `getMore` that did not exhaust it.
+    pub fn restore(&mut self, id: i64, cursor: Cursor) {
+        self.cursors.insert(id, cursor);
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        self.cursors.contains_key(&id)
+    }
+
+    /// Removes cursors on a namespace (after drop or rename) except change streams, which
+    /// report the drop themselves.
+    pub fn remove_namespace(&mut self, namespace: &str) {
+        self.cursors.retain(|_, c| {
+            c.namespace != namespace || matches!(c.source, CursorSource::ChangeStream(_))
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.cursors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cursors.is_empty()
+    }
+}

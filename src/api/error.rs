@@ -1,0 +1,93 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+
+/// An API error: an HTTP status and the body `{ "code", "message" }`, sometimes with details.
+///
+/// Bad input passes its reason through; internal failures are logged once here and the client
+/// gets a generic message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    details: Option<&'a Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "notFound", message)
+    }
+
+    /// An unexpected failure; `error` is logged, never sent.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        let text = crate::secrets::redact_connection_string(&error.to_string());
+        tracing::error!(error = %text, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internalError",
+            "the service failed to handle the request; see the service log for the cause",
+        )
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code,
+            message: &self.message,
+            details: self.details.as_ref(),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::state::StoreError> for ApiError {
+    fn from(e: crate::state::StoreError) -> Self {
+        match e {
+            crate::state::StoreError::NameTaken(name) => ApiError::new(
+                StatusCode::CONFLICT,
+                "nameTaken",
+                format!("a job named {name:?} already exists; choose another name"),
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<crate::runtime::engine::EngineError> for ApiError {
+    fn from(e: crate::runtime::engine::EngineError) -> Self {
+        match e {
+            crate::runtime::engine::EngineError::Store(s) => s.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}

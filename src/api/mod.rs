@@ -1,0 +1,48 @@
+//! The HTTP API (axum): job routes, health, the Functions invocation route, and the API key
+//! check for standalone mode.
+
+mod auth;
+mod error;
+mod jobs;
+mod view;
+
+pub use error::ApiError;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::runtime::engine::Engine;
+
+/// How the router is mounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mount {
+    /// Behind the Functions host: it checks function keys and invokes triggers at `/{function}`.
+    FunctionsHost,
+    /// Standalone: the API key protects `/api`, and no trigger routes exist.
+    Standalone,
+}
+
+/// Builds the router for `engine`.
+pub fn router(engine: Engine, mount: Mount) -> Router {
+    let api = Router::new()
+        .route("/api/health", get(jobs::health))
+        .route("/api/jobs", post(jobs::create_job).get(jobs::list_jobs))
+        .route("/api/jobs/{id}", get(jobs::get_job))
+        .route("/api/jobs/{id}/{command}", post(jobs::run_command))
+        .fallback(jobs::unknown_route);
+
+    let api = match mount {
+        Mount::Standalone => api.layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            auth::require_api_key,
+        )),
+        Mount::FunctionsHost => api,
+    };
+
+    let mut app = Router::new().route("/", get(jobs::root)).merge(api);
+    if mount == Mount::FunctionsHost {
+        app = app.route("/{function}", post(crate::runtime::functions::invoke));
+    }
+    app.layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(engine)
+}

@@ -1,0 +1,450 @@
+//! The plan task: estimates each collection, creates its target collection and writes its chunk
+//! rows, time-boxed and checkpointed like a copy task.
+
+use std::time::Instant;
+
+use bson::{doc, Document};
+use chrono::Utc;
+use mongodb::Client;
+use tracing::{info, warn, Instrument};
+
+use super::planner::{scan_ids, PlanCursor, PlanProgress, PlannedChunk};
+use super::{encode_document, task::CopyError};
+use crate::jobs::model::ExistingTarget;
+use crate::jobs::{JobState, SourceKind};
+use crate::mongo::detect_source_kind;
+use crate::queue::PlanTask;
+use crate::runtime::engine::Engine;
+use crate::runtime::{MessageInfo, TaskOutcome};
+use crate::state::{
+    ChunkRecord, ChunkState, CollectionRecord, CollectionState, StoreError, Versioned,
+};
+
+/// Runs one plan task message.
+pub async fn run_plan_task(
+    engine: &Engine,
+    task: &PlanTask,
+    message: &MessageInfo,
+) -> Result<TaskOutcome, CopyError> {
+    let span = tracing::info_span!("plan_task", job_id = %task.job_id);
+    plan_job(engine, task, message).instrument(span).await
+}
+
+async fn plan_job(
+    engine: &Engine,
+    task: &PlanTask,
+    message: &MessageInfo,
+) -> Result<TaskOutcome, CopyError> {
+    let deadline = Instant::now() + engine.settings.task_time_budget;
+    let job = match claim_planning(engine, &task.job_id, message).await? {
+        Ok(job) => job,
+        Err(reason) => return Ok(TaskOutcome::Dropped(reason)),
+    };
+    let request = job.value.request.clone();
+
+    let source = engine
+        .clients
+        .client(&request.source)
+        .await
+        .map_err(|e| CopyError::Copy(format!("source: {e}")))?;
+    let target = engine
+        .clients
+        .client(&request.target)
+        .await
+        .map_err(|e| CopyError::Copy(format!("target: {e}")))?;
+
+    if job.value.source_kind.is_none() {
+        let kind = match request.options.source_kind {
+            SourceKind::Auto => {
+                let first = &request.collections[0].database;
+                detect_source_kind(&source, first).await
+            }
+            forced => forced,
+        };
+        update_job(engine, &task.job_id, |j| j.source_kind = Some(kind)).await?;
+        info!(source_kind = ?kind, "source kind decided");
+    }
+
+    for collection in engine.store.collections(&task.job_id).await? {
+        if collection.value.planned || collection.value.state == CollectionState::Failed {
+            continue;
+        }
+        let namespace = collection.value.source.to_string();
+        match plan_collection(
+            engine,
+            &source,
+            &target,
+            &job.value.request,
+            collection,
+            deadline,
+        )
+        .instrument(tracing::info_span!("collection", collection = %namespace))
+        .await?
+        {
+            PlanStep::Done => {}
+            PlanStep::OutOfTime => {
+                release_planning(engine, &task.job_id, true).await?;
+                engine.send_plan(&task.job_id).await?;
+                info!("planning continues in a new task");
+                return Ok(TaskOutcome::Continued);
+            }
+        }
+        engine.advance_job(&task.job_id).await?;
+    }
+
+    release_planning(engine, &task.job_id, false).await?;
+    engine.advance_job(&task.job_id).await?;
+    info!("planning finished");
+    Ok(TaskOutcome::Completed)
+}
+
+enum PlanStep {
+    Done,
+    OutOfTime,
+}
+
+async fn plan_collection(
+    engine: &Engine,
+    source: &Client,
+    target: &Client,
+    request: &crate::jobs::JobRequest,
+    mut collection: Versioned<CollectionRecord>,
+    deadline: Instant,
+) -> Result<PlanStep, CopyError> {
+    let src = collection.value.source.clone();
+    let dst = collection.value.target.clone();
+
+    if collection.value.state == CollectionState::Pending {
+        let exists = source
+            .database(&src.database)
+            .list_collection_names()
+            .filter(doc! { "name": &src.collection })
+            .await
+            .map_err(|e| {
+                CopyError::Copy(format!(
+                    "listing collections of {} failed: {}",
+                    src.database,
+                    crate::mongo::describe(&e)
+                ))
+            })?;
+        if exists.is_empty() {
+            let reason = format!(
+                "source collection {src} does not exist; check the database and collection names"
+            );
+            fail_collection(engine, &mut collection, &reason).await?;
+            return Ok(PlanStep::Done);
+        }
+
+        let (documents, bytes) = estimate(source, &src.database, &src.collection).await;
+        ensure_target_collection(target, &dst.database, &dst.collection).await?;
+        if request.options.existing_target == ExistingTarget::Fail {
+            let present = target
+                .database(&dst.database)
+                .collection::<Document>(&dst.collection)
+                .estimated_document_count()
+                .await
+                .unwrap_or(0);
+            if present > 0 {
+                let reason = format!(
+                    "target collection {dst} already holds {present} documents and the job's \
+                     existingTarget option is fail; empty the target or set existingTarget to merge"
+                );
+                fail_collection(engine, &mut collection, &reason).await?;
+                return Ok(PlanStep::Done);
+            }
+        }
+        collection.value.state = CollectionState::Planning;
+        collection.value.estimated_documents = documents;
+        collection.value.estimated_bytes = bytes;
+        collection.value.started_at = Some(Utc::now());
+        save_collection(engine, &mut collection).await?;
+        info!(documents, bytes, "planning collection");
+    }
+
+    let resume = collection
+        .value
+        .plan_checkpoint
+        .as_deref()
+        .and_then(PlanCursor::decode);
+    let source_ids = source
+        .database(&src.database)
+        .collection::<Document>(&src.collection);
+
+    let engine_ref = engine;
+    // The callback saves the collection row after each chunk; a mutex (never held across an
+    // await) lets it replace the row with the newer ETag.
+    let collection_cell = std::sync::Mutex::new(collection);
+    let progress = scan_ids(
+        &source_ids,
+        request.options.chunk_documents,
+        resume,
+        deadline,
+        |chunk: PlannedChunk| {
+            let collection_cell = &collection_cell;
+            async move {
+                let snapshot = lock(collection_cell).clone();
+                let saved = store_chunk(engine_ref, snapshot, chunk).await?;
+                *lock(collection_cell) = saved;
+                Ok::<(), CopyError>(())
+            }
+        },
+    )
+    .await?;
+    let mut collection = collection_cell
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+
+    match progress {
+        PlanProgress::Suspended(cursor) => {
+            collection.value.plan_checkpoint = Some(cursor.encode());
+            save_collection(engine, &mut collection).await?;
+            Ok(PlanStep::OutOfTime)
+        }
+        PlanProgress::Finished => {
+            collection.value.planned = true;
+            collection.value.plan_checkpoint = None;
+            collection.value.state = CollectionState::Copying;
+            if collection.value.chunks_total == 0 {
+                collection.value.state = CollectionState::Copied;
+                collection.value.finished_at = Some(Utc::now());
+            }
+            save_collection(engine, &mut collection).await?;
+            info!(chunks = collection.value.chunks_total, "collection planned");
+            Ok(PlanStep::Done)
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes a closed chunk's row, then moves the collection's checkpoint past it. A replay after a
+/// crash between the two writes finds the row already there and keeps it.
+async fn store_chunk(
+    engine: &Engine,
+    mut collection: Versioned<CollectionRecord>,
+    chunk: PlannedChunk,
+) -> Result<Versioned<CollectionRecord>, CopyError> {
+    let record = ChunkRecord {
+        job_id: collection.value.job_id.clone(),
+        collection: collection.value.index,
+        index: collection.value.chunks_total,
+        range: encode_document(&chunk.range.to_document()),
+        state: ChunkState::Waiting,
+        checkpoint: None,
+        planned_documents: chunk.documents,
+        documents_copied: 0,
+        bytes_copied: 0,
+        owner: None,
+        lease_until: None,
+        throttled: 0,
+        failures: 0,
+        last_error: None,
+        started_at: None,
+        finished_at: None,
+    };
+    engine
+        .store
+        .insert_chunks(std::slice::from_ref(&record))
+        .await?;
+    collection.value.chunks_total += 1;
+    if let Some(upper) = chunk.range.upper {
+        collection.value.plan_checkpoint = Some(
+            PlanCursor {
+                bracket: chunk.range.bracket,
+                lower: Some(upper),
+            }
+            .encode(),
+        );
+    } else {
+        // The next chunk starts a new bracket; a restart rescans from the bracket after this one.
+        collection.value.plan_checkpoint = next_bracket_cursor(chunk.range.bracket);
+    }
+    save_collection(engine, &mut collection).await?;
+    // Copying starts as soon as a chunk exists.
+    engine.advance_job(&collection.value.job_id).await?;
+    Ok(collection)
+}
+
+fn next_bracket_cursor(bracket: super::range::TypeBracket) -> Option<String> {
+    super::range::TypeBracket::ALL
+        .into_iter()
+        .find(|b| *b > bracket)
+        .map(|b| {
+            PlanCursor {
+                bracket: b,
+                lower: None,
+            }
+            .encode()
+        })
+}
+
+async fn estimate(client: &Client, database: &str, collection: &str) -> (u64, u64) {
+    let stats = client
+        .database(database)
+        .run_command(doc! { "collStats": collection })
+        .await;
+    match stats {
+        Ok(stats) => {
+            let count = number(&stats, "count");
+            let size = number(&stats, "size");
+            (count, size)
+        }
+        Err(e) => {
+            warn!(error = %crate::mongo::describe(&e), "collStats failed; estimating the count only");
+            let count = client
+                .database(database)
+                .collection::<Document>(collection)
+                .estimated_document_count()
+                .await
+                .unwrap_or(0);
+            (count, 0)
+        }
+    }
+}
+
+fn number(doc: &Document, key: &str) -> u64 {
+    match doc.get(key) {
+        Some(bson::Bson::Int32(v)) => (*v).max(0) as u64,
+        Some(bson::Bson::Int64(v)) => (*v).max(0) as u64,
+        Some(bson::Bson::Double(v)) if *v > 0.0 => *v as u64,
+        _ => 0,
+    }
+}
+
+/// Creates the target collection so that empty collections exist on the target too.
+async fn ensure_target_collection(
+    target: &Client,
+    database: &str,
+    collection: &str,
+) -> Result<(), CopyError> {
+    match target
+        .database(database)
+        .create_collection(collection)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) => match e.kind.as_ref() {
+            // 48 NamespaceExists: the collection is already there.
+            mongodb::error::ErrorKind::Command(c) if c.code == 48 => Ok(()),
+            _ => Err(CopyError::Copy(format!(
+                "creating target collection {database}.{collection} failed: {}",
+                crate::mongo::describe(&e)
+            ))),
+        },
+    }
+}
+
+async fn fail_collection(
+    engine: &Engine,
+    collection: &mut Versioned<CollectionRecord>,
+    reason: &str,
+) -> Result<(), CopyError> {
+    tracing::error!(error = reason, "collection failed");
+    collection.value.state = CollectionState::Failed;
+    collection.value.last_error = Some(reason.to_string());
+    save_collection(engine, collection).await
+}
+
+async fn save_collection(
+    engine: &Engine,
+    collection: &mut Versioned<CollectionRecord>,
+) -> Result<(), CopyError> {
+    let job_id = collection.value.job_id.clone();
+    match engine.store.replace_collection(&job_id, collection).await {
+        Ok(etag) => {
+            collection.etag = etag;
+            Ok(())
+        }
+        Err(StoreError::Conflict) => Err(CopyError::Copy(
+            "another plan task changed this collection; this one stopped".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Marks the job as planning under this message, or returns `None` when the message must be
+/// dropped (job gone, not in a planning state, or planned by another live task).
+async fn claim_planning(
+    engine: &Engine,
+    job_id: &str,
+    message: &MessageInfo,
+) -> Result<Result<Versioned<crate::state::JobRecord>, String>, CopyError> {
+    loop {
+        let Some(mut job) = engine.store.job(job_id).await? else {
+            warn!("job not found; dropping the plan message");
+            return Ok(Err(format!("job {job_id} not found")));
+        };
+        if !matches!(
+            job.value.state,
+            JobState::Queued | JobState::Planning | JobState::Copying
+        ) {
+            info!(
+                state = job.value.state.as_str(),
+                "job is not planning; dropping the plan message"
+            );
+            return Ok(Err(format!(
+                "job {job_id} is {}, not planning",
+                job.value.state.as_str()
+            )));
+        }
+        let now = Utc::now();
+        let held_by_other = job
+            .value
+            .plan_owner
+            .as_deref()
+            .is_some_and(|o| o != message.id)
+            && job.value.plan_lease_until.is_some_and(|t| t > now);
+        if held_by_other {
+            info!("another plan task is running; dropping the duplicate message");
+            return Ok(Err(format!(
+                "another plan task holds job {job_id}; this message is a duplicate"
+            )));
+        }
+        if job.value.state == JobState::Queued {
+            job.value.state = JobState::Planning;
+        }
+        job.value.plan_owner = Some(message.id.clone());
+        job.value.plan_lease_until = Some(now + engine.lease());
+        job.value.updated_at = now;
+        match engine.store.replace_job(&job).await {
+            Ok(etag) => {
+                job.etag = etag;
+                return Ok(Ok(job));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Clears the plan owner; `continued` keeps a lease for the continuation message.
+async fn release_planning(engine: &Engine, job_id: &str, continued: bool) -> Result<(), CopyError> {
+    let lease = engine.lease();
+    update_job(engine, job_id, move |job| {
+        job.plan_owner = None;
+        job.plan_lease_until = continued.then(|| Utc::now() + lease);
+    })
+    .await
+}
+
+async fn update_job(
+    engine: &Engine,
+    job_id: &str,
+    change: impl Fn(&mut crate::state::JobRecord),
+) -> Result<(), CopyError> {
+    loop {
+        let Some(mut job) = engine.store.job(job_id).await? else {
+            return Ok(());
+        };
+        change(&mut job.value);
+        match engine.store.replace_job(&job).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

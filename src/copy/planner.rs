@@ -1,0 +1,269 @@
+//! Splits a collection into `_id` chunks.
+//!
+//! The planner reads the source's `_id`s in order (an index-only scan) and closes a chunk every
+//! `chunkDocuments` ids and wherever the type bracket changes. Chunks are written as they close,
+//! so copying starts before planning ends, and the planner checkpoints the start of the open chunk
+//! so a restart re-reads at most one chunk's ids.
+
+use std::time::Instant;
+
+use bson::{doc, Bson, Document};
+use futures::TryStreamExt;
+use mongodb::options::Hint;
+use mongodb::Collection;
+
+use super::range::{ChunkRange, TypeBracket};
+use super::{decode_document, encode_document};
+
+/// A chunk the planner closed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedChunk {
+    pub range: ChunkRange,
+    pub documents: u64,
+}
+
+/// Where planning stands: the open chunk's bracket and lower bound.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanCursor {
+    pub bracket: TypeBracket,
+    pub lower: Option<Bson>,
+}
+
+impl PlanCursor {
+    pub fn encode(&self) -> String {
+        let range = ChunkRange {
+            bracket: self.bracket,
+            lower: self.lower.clone(),
+            upper: None,
+        };
+        encode_document(&range.to_document())
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let range = ChunkRange::from_document(&decode_document(text)?)?;
+        Some(PlanCursor {
+            bracket: range.bracket,
+            lower: range.lower,
+        })
+    }
+
+    /// The query for every `_id` from the open chunk's start to the end of the collection.
+    fn filter(&self) -> Document {
+        // The open chunk's own filter covers its bracket from `lower` (NaN included when it is
+        // the first number chunk); `$type` clauses add every later bracket.
+        let open = ChunkRange {
+            bracket: self.bracket,
+            lower: self.lower.clone(),
+            upper: None,
+        }
+        .filter(None);
+        let later: Vec<Bson> = TypeBracket::ALL
+            .into_iter()
+            .filter(|b| *b > self.bracket)
+            .flat_map(|b| b.type_aliases().iter().map(|a| Bson::String((*a).into())))
+            .collect();
+        if later.is_empty() {
+            return open;
+        }
+        doc! { "$or": [open, { "_id": { "$type": later } }] }
+    }
+}
+
+/// Folds a sorted stream of `_id`s into chunks.
+#[derive(Debug)]
+pub struct Splitter {
+    chunk_documents: u64,
+    open: Option<(PlanCursor, u64)>,
+}
+
+impl Splitter {
+    pub fn new(chunk_documents: u64, resume: Option<PlanCursor>) -> Self {
+        Splitter {
+            chunk_documents: chunk_documents.max(1),
+            open: resume.map(|cursor| (cursor, 0)),
+        }
+    }
+
+    /// Adds the next `_id` in sort order; returns the chunk this closes, if any.
+    pub fn push(&mut self, id: &Bson) -> Option<PlannedChunk> {
+        let bracket = TypeBracket::of(id);
+        match self.open.take() {
+            None => {
+                self.open = Some((
+                    PlanCursor {
+                        bracket,
+                        lower: None,
+                    },
+                    1,
+                ));
+                None
+            }
+            Some((cursor, count)) if cursor.bracket != bracket => {
+                self.open = Some((
+                    PlanCursor {
+                        bracket,
+                        lower: None,
+                    },
+                    1,
+                ));
+                Some(close(cursor, None, count))
+            }
+            Some((cursor, count))
+                if count >= self.chunk_documents && !bracket.is_single_valued() =>
+            {
+                let next = PlanCursor {
+                    bracket,
+                    lower: Some(id.clone()),
+                };
+                self.open = Some((next, 1));
+                Some(close(cursor, Some(id.clone()), count))
+            }
+            Some((cursor, count)) => {
+                self.open = Some((cursor, count + 1));
+                None
+            }
+        }
+    }
+
+    /// Closes the last chunk at the end of the data.
+    pub fn finish(&mut self) -> Option<PlannedChunk> {
+        self.open
+            .take()
+            .filter(|(_, count)| *count > 0)
+            .map(|(cursor, count)| close(cursor, None, count))
+    }
+
+    /// The open chunk's start, to checkpoint.
+    pub fn cursor(&self) -> Option<&PlanCursor> {
+        self.open.as_ref().map(|(c, _)| c)
+    }
+}
+
+fn close(cursor: PlanCursor, upper: Option<Bson>, documents: u64) -> PlannedChunk {
+    PlannedChunk {
+        range: ChunkRange {
+            bracket: cursor.bracket,
+            lower: cursor.lower,
+            upper,
+        },
+        documents,
+    }
+}
+
+/// How a planning pass ended.
+pub enum PlanProgress {
+    /// Every `_id` was read.
+    Finished,
+    /// The time budget ran out; continue from the returned cursor.
+    Suspended(PlanCursor),
+}
+
+/// Reads `_id`s from `resume` on and hands each closed chunk to `on_chunk`, in order. Stops at
+/// `deadline` at a chunk boundary.
+pub async fn scan_ids<F, Fut, E>(
+    source: &Collection<Document>,
+    chunk_documents: u64,
+    resume: Option<PlanCursor>,
+    deadline: Instant,
+    mut on_chunk: F,
+) -> Result<PlanProgress, E>
+where
+    F: FnMut(PlannedChunk) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: From<mongodb::error::Error>,
+{
+    let filter = resume.as_ref().map(PlanCursor::filter).unwrap_or_default();
+    let mut cursor = source
+        .find(filter)
+        .projection(doc! { "_id": 1 })
+        .sort(doc! { "_id": 1 })
+        .hint(Hint::Keys(doc! { "_id": 1 }))
+        .batch_size(10_000)
+        .await?;
+    let mut splitter = Splitter::new(chunk_documents, resume);
+    while let Some(row) = cursor.try_next().await? {
+        let Some(id) = row.get("_id") else { continue };
+        if let Some(chunk) = splitter.push(id) {
+            on_chunk(chunk).await?;
+            if Instant::now() >= deadline {
+                if let Some(open) = splitter.cursor() {
+                    return Ok(PlanProgress::Suspended(open.clone()));
+                }
+            }
+        }
+    }
+    if let Some(chunk) = splitter.finish() {
+        on_chunk(chunk).await?;
+    }
+    Ok(PlanProgress::Finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::oid::ObjectId;
+
+    fn split(ids: &[Bson], per_chunk: u64) -> Vec<PlannedChunk> {
+        let mut splitter = Splitter::new(per_chunk, None);
+        let mut chunks: Vec<PlannedChunk> = ids.iter().filter_map(|id| splitter.push(id)).collect();
+        chunks.extend(splitter.finish());
+        chunks
+    }
+
+    #[test]
+    fn chunks_cut_by_count() {
+        let ids: Vec<Bson> = (0..10).map(Bson::Int32).collect();
+        let chunks = split(&ids, 4);
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[0].range.lower, None);
+        assert_eq!(chunks[0].range.upper, Some(Bson::Int32(4)));
+        assert_eq!(chunks[1].range.lower, Some(Bson::Int32(4)));
+        assert_eq!(chunks[2].range.upper, None);
+        let total: u64 = chunks.iter().map(|c| c.documents).sum();
+        assert_eq!(total, 10);
+    }
+
+    #[test]
+    fn chunks_never_span_brackets() {
+        let ids = vec![
+            Bson::Null,
+            Bson::Int32(1),
+            Bson::Double(2.5),
+            Bson::String("a".into()),
+            Bson::String("b".into()),
+            Bson::ObjectId(ObjectId::new()),
+            Bson::Boolean(true),
+        ];
+        let chunks = split(&ids, 100);
+        let brackets: Vec<TypeBracket> = chunks.iter().map(|c| c.range.bracket).collect();
+        assert_eq!(
+            brackets,
+            vec![
+                TypeBracket::Null,
+                TypeBracket::Number,
+                TypeBracket::String,
+                TypeBracket::ObjectId,
+                TypeBracket::Bool
+            ]
+        );
+        assert!(chunks.iter().all(|c| c.range.upper.is_none()));
+    }
+
+    #[test]
+    fn resume_filter_covers_later_brackets() {
+        let cursor = PlanCursor {
+            bracket: TypeBracket::Number,
+            lower: Some(Bson::Int32(5)),
+        };
+        let filter = cursor.filter();
+        let branches = filter.get_array("$or").unwrap();
+        assert_eq!(branches.len(), 2);
+        let decoded = PlanCursor::decode(&cursor.encode()).unwrap();
+        assert_eq!(decoded, cursor);
+    }
+
+    #[test]
+    fn empty_input_has_no_chunks() {
+        assert!(split(&[], 10).is_empty());
+    }
+}

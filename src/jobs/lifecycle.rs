@@ -1,0 +1,299 @@
+//! The one table that decides every user command on a job.
+//!
+//! Phase changes made by the service itself (planning finished, copy finished, all tasks
+//! stopped) live in the engine; this table only answers "may a user do this now, and what
+//! state follows".
+
+use serde::{Deserialize, Serialize};
+
+use super::model::Mode;
+
+/// A job's lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobState {
+    Queued,
+    Planning,
+    Copying,
+    Replicating,
+    CuttingOver,
+    Completed,
+    Pausing,
+    Paused,
+    Cancelling,
+    Cancelled,
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 11] = [
+        JobState::Queued,
+        JobState::Planning,
+        JobState::Copying,
+        JobState::Replicating,
+        JobState::CuttingOver,
+        JobState::Completed,
+        JobState::Pausing,
+        JobState::Paused,
+        JobState::Cancelling,
+        JobState::Cancelled,
+        JobState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Planning => "planning",
+            JobState::Copying => "copying",
+            JobState::Replicating => "replicating",
+            JobState::CuttingOver => "cuttingOver",
+            JobState::Completed => "completed",
+            JobState::Pausing => "pausing",
+            JobState::Paused => "paused",
+            JobState::Cancelling => "cancelling",
+            JobState::Cancelled => "cancelled",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// States in which the service schedules new work for the job.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            JobState::Queued
+                | JobState::Planning
+                | JobState::Copying
+                | JobState::Replicating
+                | JobState::CuttingOver
+        )
+    }
+
+    /// States no command leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Cancelled)
+    }
+}
+
+/// A command a user sends to a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Command {
+    Pause,
+    Resume,
+    Cancel,
+    Cutover,
+}
+
+impl Command {
+    pub const ALL: [Command; 4] = [
+        Command::Pause,
+        Command::Resume,
+        Command::Cancel,
+        Command::Cutover,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Cancel => "cancel",
+            Command::Cutover => "cutover",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// The parts of a job the table looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub state: JobState,
+    pub mode: Mode,
+    /// The active state a paused or failed job returns to on `resume`.
+    pub resume_to: Option<JobState>,
+    /// Whether every collection finished its initial copy (cutover needs it).
+    pub initial_copy_done: bool,
+}
+
+/// Why a command is not allowed now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: String,
+}
+
+/// Decides the state that follows `command`, or why it is not allowed.
+pub fn transition(job: Lifecycle, command: Command) -> Result<Lifecycle, Rejection> {
+    use JobState::*;
+    let reject = |reason: String| Err(Rejection { reason });
+    let next = |state: JobState, resume_to: Option<JobState>| {
+        Ok(Lifecycle {
+            state,
+            resume_to,
+            ..job
+        })
+    };
+
+    match (command, job.state) {
+        (_, Completed | Cancelled) => {
+            reject(format!("the job is {}, which is final", job.state.as_str()))
+        }
+
+        (Command::Pause, Queued | Planning | Copying | Replicating | CuttingOver) => {
+            next(Pausing, Some(job.state))
+        }
+        (Command::Pause, Pausing | Paused) => reject("the job is already paused".into()),
+        (Command::Pause, Cancelling | Failed) => {
+            reject(format!("a {} job cannot be paused", job.state.as_str()))
+        }
+
+        (Command::Resume, Pausing | Paused | Failed) => match job.resume_to {
+            Some(target) if target.is_active() => next(target, None),
+            _ => reject("the job has no phase to resume; create a new job".into()),
+        },
+        (Command::Resume, Cancelling) => reject("a cancelled job cannot be resumed".into()),
+        (Command::Resume, _) => reject("the job is not paused or failed".into()),
+
+        (Command::Cancel, Cancelling) => reject("the job is already being cancelled".into()),
+        (Command::Cancel, _) => next(Cancelling, None),
+
+        (Command::Cutover, _) if job.mode == Mode::Offline => {
+            reject("cutover applies only to online jobs; an offline job completes by itself".into())
+        }
+        (Command::Cutover, CuttingOver) => reject("cutover is already in progress".into()),
+        (Command::Cutover, Replicating) if job.initial_copy_done => next(CuttingOver, None),
+        (Command::Cutover, Queued | Planning | Copying | Replicating) => reject(
+            "cutover is allowed once the initial copy of every collection has finished".into(),
+        ),
+        (Command::Cutover, Pausing | Paused) => {
+            reject("the job is paused; resume it before cutover".into())
+        }
+        (Command::Cutover, Cancelling | Failed) => {
+            reject(format!("a {} job cannot be cut over", job.state.as_str()))
+        }
+    }
+}
+
+/// The commands `transition` accepts for this job now.
+pub fn allowed_commands(job: Lifecycle) -> Vec<Command> {
+    Command::ALL
+        .into_iter()
+        .filter(|c| transition(job, *c).is_ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobState::*;
+
+    fn job(state: JobState, mode: Mode) -> Lifecycle {
+        Lifecycle {
+            state,
+            mode,
+            resume_to: None,
+            initial_copy_done: false,
+        }
+    }
+
+    /// The expected result of every (state, command) pair for an online job whose initial copy
+    /// finished and that remembers `Copying` as its resume target.
+    fn expected_online(state: JobState, command: Command) -> Option<JobState> {
+        match (command, state) {
+            (_, Completed | Cancelled) => None,
+            (Command::Pause, Queued | Planning | Copying | Replicating | CuttingOver) => {
+                Some(Pausing)
+            }
+            (Command::Pause, _) => None,
+            (Command::Resume, Pausing | Paused | Failed) => Some(Copying),
+            (Command::Resume, _) => None,
+            (Command::Cancel, Cancelling) => None,
+            (Command::Cancel, _) => Some(Cancelling),
+            (Command::Cutover, Replicating) => Some(CuttingOver),
+            (Command::Cutover, _) => None,
+        }
+    }
+
+    #[test]
+    fn every_pair_online() {
+        for state in JobState::ALL {
+            for command in Command::ALL {
+                let view = Lifecycle {
+                    state,
+                    mode: Mode::Online,
+                    resume_to: Some(Copying),
+                    initial_copy_done: true,
+                };
+                let got = transition(view, command).ok().map(|j| j.state);
+                assert_eq!(
+                    got,
+                    expected_online(state, command),
+                    "{state:?} + {command:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_pair_offline_never_cuts_over() {
+        for state in JobState::ALL {
+            let view = Lifecycle {
+                state,
+                mode: Mode::Offline,
+                resume_to: Some(Copying),
+                initial_copy_done: true,
+            };
+            let result = transition(view, Command::Cutover);
+            assert!(result.is_err(), "{state:?} accepted cutover");
+        }
+    }
+
+    #[test]
+    fn offline_cutover_reason_names_mode() {
+        let err = transition(job(Copying, Mode::Offline), Command::Cutover).unwrap_err();
+        assert!(err.reason.contains("online"));
+    }
+
+    #[test]
+    fn cutover_waits_for_initial_copy() {
+        let err = transition(job(Replicating, Mode::Online), Command::Cutover).unwrap_err();
+        assert!(err.reason.contains("initial copy"));
+    }
+
+    #[test]
+    fn pause_remembers_phase() {
+        let paused = transition(job(Copying, Mode::Offline), Command::Pause).unwrap();
+        assert_eq!(paused.state, Pausing);
+        assert_eq!(paused.resume_to, Some(Copying));
+        let resumed = transition(paused, Command::Resume).unwrap();
+        assert_eq!(resumed.state, Copying);
+        assert_eq!(resumed.resume_to, None);
+    }
+
+    #[test]
+    fn resume_without_phase_is_rejected() {
+        let err = transition(job(Failed, Mode::Offline), Command::Resume).unwrap_err();
+        assert!(err.reason.contains("no phase"));
+    }
+
+    #[test]
+    fn allowed_commands_follow_table() {
+        let allowed = allowed_commands(job(Copying, Mode::Offline));
+        assert_eq!(allowed, vec![Command::Pause, Command::Cancel]);
+        assert!(allowed_commands(job(Completed, Mode::Online)).is_empty());
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        for state in JobState::ALL {
+            assert_eq!(JobState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+    }
+}

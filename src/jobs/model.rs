@@ -1,0 +1,155 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::CredentialRef;
+
+/// How a job moves data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// Copy a snapshot of each collection, then complete.
+    Offline,
+    /// Copy, then replicate the change stream until cutover.
+    Online,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Offline => "offline",
+            Mode::Online => "online",
+        }
+    }
+}
+
+/// What kind of server the source is, which decides how its change stream is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SourceKind {
+    /// Detect from the server when the job starts.
+    #[default]
+    Auto,
+    MongoDb,
+    CosmosRu,
+}
+
+/// `POST /api/jobs` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobRequest {
+    /// A unique name, 1 to 128 printable characters.
+    pub name: String,
+    pub mode: Mode,
+    pub source: CredentialRef,
+    pub target: CredentialRef,
+    pub collections: Vec<CollectionSpec>,
+    #[serde(default)]
+    pub options: JobOptions,
+}
+
+/// One collection to migrate, optionally renamed on the target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CollectionSpec {
+    pub database: String,
+    pub collection: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_collection: Option<String>,
+}
+
+impl CollectionSpec {
+    pub fn source_namespace(&self) -> Namespace {
+        Namespace::new(&self.database, &self.collection)
+    }
+
+    pub fn target_namespace(&self) -> Namespace {
+        Namespace::new(
+            self.target_database.as_deref().unwrap_or(&self.database),
+            self.target_collection
+                .as_deref()
+                .unwrap_or(&self.collection),
+        )
+    }
+}
+
+/// A database and collection name pair.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Namespace {
+    pub database: String,
+    pub collection: String,
+}
+
+impl Namespace {
+    pub fn new(database: &str, collection: &str) -> Self {
+        Namespace {
+            database: database.to_string(),
+            collection: collection.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.database, self.collection)
+    }
+}
+
+/// Tuning and behaviour options; every field has a default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobOptions {
+    /// Documents per chunk when planning (default 50,000).
+    #[serde(default = "default_chunk_documents")]
+    pub chunk_documents: u64,
+    /// Documents per read and write batch (default 1,000).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Most chunks copied at once; throttling lowers the live value, clean chunks raise it back
+    /// (default 4).
+    #[serde(default = "default_max_parallel_chunks")]
+    pub max_parallel_chunks: u32,
+    /// Source server kind; `auto` detects it.
+    #[serde(default)]
+    pub source_kind: SourceKind,
+    /// What to do when a target collection already holds documents.
+    #[serde(default)]
+    pub existing_target: ExistingTarget,
+}
+
+/// Policy for target collections that already hold documents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExistingTarget {
+    /// Copy anyway; documents whose `_id` already exists on the target are kept as they are.
+    #[default]
+    Merge,
+    /// Fail the collection if its target holds any document.
+    Fail,
+}
+
+fn default_chunk_documents() -> u64 {
+    50_000
+}
+
+fn default_batch_size() -> u32 {
+    1_000
+}
+
+fn default_max_parallel_chunks() -> u32 {
+    4
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            chunk_documents: default_chunk_documents(),
+            batch_size: default_batch_size(),
+            max_parallel_chunks: default_max_parallel_chunks(),
+            source_kind: SourceKind::Auto,
+            existing_target: ExistingTarget::Merge,
+        }
+    }
+}

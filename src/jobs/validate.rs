@@ -1,0 +1,318 @@
+//! Request validation: every error names the field and says how to fix it.
+
+use std::collections::HashSet;
+
+use super::model::{CollectionSpec, JobRequest};
+
+/// An invalid field of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// A stable machine-readable code, such as `invalidName`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        FieldError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+const MAX_NAME_CHARS: usize = 128;
+const MAX_COLLECTIONS: usize = 1_000;
+
+/// Checks a parsed request; name uniqueness is checked by the store.
+pub fn validate_request(request: &JobRequest) -> Result<(), FieldError> {
+    validate_name(&request.name)?;
+    request
+        .source
+        .validate()
+        .map_err(|e| FieldError::new("invalidSource", format!("source: {e}")))?;
+    request
+        .target
+        .validate()
+        .map_err(|e| FieldError::new("invalidTarget", format!("target: {e}")))?;
+
+    if request.collections.is_empty() {
+        return Err(FieldError::new(
+            "noCollections",
+            "collections is empty; list at least one {\"database\", \"collection\"} to migrate",
+        ));
+    }
+    if request.collections.len() > MAX_COLLECTIONS {
+        return Err(FieldError::new(
+            "tooManyCollections",
+            format!(
+                "collections has {} entries; split the migration into jobs of at most {MAX_COLLECTIONS}",
+                request.collections.len()
+            ),
+        ));
+    }
+
+    let mut sources = HashSet::new();
+    let mut targets = HashSet::new();
+    for (i, spec) in request.collections.iter().enumerate() {
+        validate_collection(i, spec)?;
+        let source = spec.source_namespace();
+        let target = spec.target_namespace();
+        if !sources.insert(source.clone()) {
+            return Err(FieldError::new(
+                "duplicateCollection",
+                format!("collections[{i}]: {source} is listed more than once; list it once"),
+            ));
+        }
+        if !targets.insert(target.clone()) {
+            return Err(FieldError::new(
+                "targetCollision",
+                format!(
+                    "collections[{i}]: target namespace {target} is already the target of another \
+                     collection; set targetDatabase or targetCollection to a distinct name"
+                ),
+            ));
+        }
+        if request.source == request.target && source == target {
+            return Err(FieldError::new(
+                "targetIsSource",
+                format!(
+                    "collections[{i}]: source and target are the same server and namespace {source}; \
+                     set targetDatabase or targetCollection, or use another target"
+                ),
+            ));
+        }
+    }
+
+    let options = &request.options;
+    if !(1..=10_000_000).contains(&options.chunk_documents) {
+        return Err(FieldError::new(
+            "invalidOption",
+            format!(
+                "options.chunkDocuments is {}; use a value from 1 to 10000000",
+                options.chunk_documents
+            ),
+        ));
+    }
+    if !(1..=100_000).contains(&options.batch_size) {
+        return Err(FieldError::new(
+            "invalidOption",
+            format!(
+                "options.batchSize is {}; use a value from 1 to 100000",
+                options.batch_size
+            ),
+        ));
+    }
+    if !(1..=256).contains(&options.max_parallel_chunks) {
+        return Err(FieldError::new(
+            "invalidOption",
+            format!(
+                "options.maxParallelChunks is {}; use a value from 1 to 256",
+                options.max_parallel_chunks
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<(), FieldError> {
+    let chars = name.chars().count();
+    if name.trim().is_empty() {
+        return Err(FieldError::new(
+            "invalidName",
+            "name is empty; give the job a unique name",
+        ));
+    }
+    if chars > MAX_NAME_CHARS {
+        return Err(FieldError::new(
+            "invalidName",
+            format!("name has {chars} characters; use at most {MAX_NAME_CHARS}"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            "invalidName",
+            "name contains a control character; use printable characters only",
+        ));
+    }
+    if name.trim() != name {
+        return Err(FieldError::new(
+            "invalidName",
+            format!("name {name:?} starts or ends with whitespace; remove it"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_collection(i: usize, spec: &CollectionSpec) -> Result<(), FieldError> {
+    let target = spec.target_namespace();
+    check_database(i, "database", &spec.database)?;
+    check_collection(i, "collection", &spec.collection)?;
+    check_database(i, "targetDatabase", &target.database)?;
+    check_collection(i, "targetCollection", &target.collection)?;
+    for (field, ns) in [("source", spec.source_namespace()), ("target", target)] {
+        let len = ns.database.len() + 1 + ns.collection.len();
+        if len > 255 {
+            return Err(FieldError::new(
+                "invalidNamespace",
+                format!("collections[{i}]: {field} namespace is {len} bytes; MongoDB allows 255"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_database(i: usize, field: &str, name: &str) -> Result<(), FieldError> {
+    const FORBIDDEN: &[char] = &[
+        '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
+    ];
+    if name.is_empty() || name.len() > 63 {
+        return Err(FieldError::new(
+            "invalidNamespace",
+            format!("collections[{i}].{field} {name:?} must be 1 to 63 bytes long"),
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c)) {
+        return Err(FieldError::new(
+            "invalidNamespace",
+            format!(
+                "collections[{i}].{field} {name:?} contains {c:?}, which database names cannot hold"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_collection(i: usize, field: &str, name: &str) -> Result<(), FieldError> {
+    if name.is_empty() {
+        return Err(FieldError::new(
+            "invalidNamespace",
+            format!("collections[{i}].{field} is empty; name the collection"),
+        ));
+    }
+    if name.contains('$') || name.contains('\0') {
+        return Err(FieldError::new(
+            "invalidNamespace",
+            format!("collections[{i}].{field} {name:?} contains '$' or a NUL character"),
+        ));
+    }
+    if name.starts_with("system.") {
+        return Err(FieldError::new(
+            "invalidNamespace",
+            format!(
+                "collections[{i}].{field} {name:?} is a system collection, which is not migrated"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::model::{JobOptions, Mode};
+    use crate::secrets::CredentialRef;
+
+    fn request() -> JobRequest {
+        JobRequest {
+            name: "move-orders".into(),
+            mode: Mode::Offline,
+            source: CredentialRef::Setting {
+                setting: "SOURCE".into(),
+            },
+            target: CredentialRef::Setting {
+                setting: "TARGET".into(),
+            },
+            collections: vec![CollectionSpec {
+                database: "shop".into(),
+                collection: "orders".into(),
+                target_database: None,
+                target_collection: None,
+            }],
+            options: JobOptions::default(),
+        }
+    }
+
+    #[test]
+    fn valid_request_passes() {
+        assert_eq!(validate_request(&request()), Ok(()));
+    }
+
+    #[test]
+    fn empty_collections_rejected() {
+        let mut r = request();
+        r.collections.clear();
+        assert_eq!(validate_request(&r).unwrap_err().code, "noCollections");
+    }
+
+    #[test]
+    fn target_collision_rejected() {
+        let mut r = request();
+        r.collections.push(CollectionSpec {
+            database: "shop".into(),
+            collection: "orders_old".into(),
+            target_database: None,
+            target_collection: Some("orders".into()),
+        });
+        let err = validate_request(&r).unwrap_err();
+        assert_eq!(err.code, "targetCollision");
+        assert!(err.message.contains("collections[1]"));
+        assert!(err.message.contains("shop.orders"));
+    }
+
+    #[test]
+    fn same_server_same_namespace_rejected() {
+        let mut r = request();
+        r.target = r.source.clone();
+        assert_eq!(validate_request(&r).unwrap_err().code, "targetIsSource");
+    }
+
+    #[test]
+    fn bad_names_rejected() {
+        for name in ["", " padded", "tab\there", &"x".repeat(129)] {
+            let mut r = request();
+            r.name = name.to_string();
+            assert_eq!(
+                validate_request(&r).unwrap_err().code,
+                "invalidName",
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_namespaces_rejected() {
+        for (db, coll) in [
+            ("a/b", "c"),
+            ("a.b", "c"),
+            ("", "c"),
+            ("a", ""),
+            ("a", "system.x"),
+        ] {
+            let mut r = request();
+            r.collections[0].database = db.into();
+            r.collections[0].collection = coll.into();
+            assert_eq!(
+                validate_request(&r).unwrap_err().code,
+                "invalidNamespace",
+                "{db}.{coll}"
+            );
+        }
+    }
+
+    #[test]
+    fn option_ranges_checked() {
+        let mut r = request();
+        r.options.batch_size = 0;
+        let err = validate_request(&r).unwrap_err();
+        assert!(err.message.contains("options.batchSize"));
+    }
+
+    #[test]
+    fn unknown_field_rejected_by_parser() {
+        let json = r#"{"name":"a","mode":"offline","source":{"setting":"S"},"target":{"setting":"T"},
+                       "collections":[{"database":"d","collection":"c","extra":1}]}"#;
+        let err = serde_json::from_str::<JobRequest>(json).unwrap_err();
+        assert!(err.to_string().contains("extra"));
+    }
+}

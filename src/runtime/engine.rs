@@ -1,0 +1,374 @@
+//! The engine: shared handles for tasks and the API, and the one routine that moves a job
+//! through its phases.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::jobs::{JobState, Mode};
+use crate::mongo::ClientCache;
+use crate::queue::{CopyTask, PlanTask, TaskQueues};
+use crate::state::{ChunkRecord, JobRecord};
+use crate::state::{ChunkState, CollectionState, Store, StoreError, Versioned};
+use crate::storage::{QueueClient, StorageAccount, StorageError};
+
+/// The Functions host moves a message to the poison queue after this many attempts
+/// (`extensions.queues.maxDequeueCount` in `host.json`); the standalone consumers do the same.
+pub const MAX_DEQUEUE_COUNT: u32 = 5;
+
+/// Everything a task or a request handler needs.
+#[derive(Clone)]
+pub struct Engine {
+    pub settings: Arc<Settings>,
+    pub account: StorageAccount,
+    pub store: Store,
+    pub queues: TaskQueues,
+    pub clients: ClientCache,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("queue storage failed: {0}")]
+    Queue(#[from] StorageError),
+}
+
+impl Engine {
+    /// Builds the engine on a storage account, with tables and queues named from the prefix.
+    pub fn new(settings: Arc<Settings>, account: StorageAccount) -> Self {
+        let prefix = settings.storage_prefix.clone();
+        Engine {
+            store: Store::new(&account, &prefix),
+            queues: TaskQueues::new(&account, &prefix),
+            settings,
+            account,
+            clients: ClientCache::new(),
+        }
+    }
+
+    /// Creates the tables and queues the service uses, if missing.
+    pub async fn ensure_storage(&self) -> Result<(), EngineError> {
+        self.store.ensure_tables().await?;
+        self.queues.ensure_queues().await?;
+        Ok(())
+    }
+
+    /// The queue the Functions host (or a standalone consumer) moves failed messages to.
+    pub fn poison_queue(&self, kind: crate::queue::TaskKind) -> QueueClient {
+        self.account.queue(&crate::queue::poison_queue_name(
+            &self.settings.storage_prefix,
+            kind,
+        ))
+    }
+
+    pub fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::minutes(5))
+    }
+
+    /// Moves a job as far as its recorded progress allows: enqueues waiting chunks up to the
+    /// job's concurrency, finishes phases whose work is done, and completes pause and cancel once
+    /// no task runs. Safe to call from any task or the scheduler at any time.
+    pub async fn advance_job(&self, job_id: &str) -> Result<(), EngineError> {
+        loop {
+            let Some(mut job) = self.store.job(job_id).await? else {
+                return Ok(());
+            };
+            let state = job.value.state;
+            if matches!(
+                state,
+                JobState::Completed | JobState::Cancelled | JobState::Paused | JobState::Failed
+            ) {
+                return Ok(());
+            }
+            if state == JobState::Queued {
+                return Ok(());
+            }
+
+            let collections = self.store.collections(job_id).await?;
+            let chunks = self.store.chunks_of_job(job_id).await?;
+            let running = chunks
+                .iter()
+                .filter(|c| c.value.state == ChunkState::Running)
+                .count();
+
+            let next = match state {
+                JobState::Pausing if running == 0 => Some(JobState::Paused),
+                JobState::Cancelling if running == 0 => Some(JobState::Cancelled),
+                JobState::Planning | JobState::Copying => {
+                    self.enqueue_waiting(&job.value, &collections, &chunks)
+                        .await?;
+                    self.copy_phase_outcome(&job.value, &collections, &chunks)
+                }
+                _ => None,
+            };
+            let Some(next) = next else {
+                return Ok(());
+            };
+
+            let now = Utc::now();
+            job.value.state = next;
+            job.value.updated_at = now;
+            match next {
+                JobState::Paused => {}
+                JobState::Cancelled | JobState::Completed => job.value.finished_at = Some(now),
+                JobState::Failed => {
+                    job.value.resume_to = Some(JobState::Copying);
+                    job.value.last_error = Some(failure_summary(&collections, &chunks));
+                }
+                JobState::Replicating | JobState::Copying => {}
+                _ => {}
+            }
+            if next == JobState::Replicating || next == JobState::Completed {
+                job.value.initial_copy_done = true;
+            }
+            match self.store.replace_job(&job).await {
+                Ok(_) => {
+                    info!(
+                        job_id,
+                        from = state.as_str(),
+                        to = next.as_str(),
+                        "job state changed"
+                    );
+                    if next == JobState::Completed || next == JobState::Replicating {
+                        self.mark_collections_copied(job_id).await?;
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Decides what the copy phase leads to, if it is over.
+    fn copy_phase_outcome(
+        &self,
+        job: &JobRecord,
+        collections: &[Versioned<crate::state::CollectionRecord>],
+        chunks: &[Versioned<ChunkRecord>],
+    ) -> Option<JobState> {
+        let all_planned = collections
+            .iter()
+            .all(|c| c.value.planned || c.value.state == CollectionState::Failed);
+        if !all_planned {
+            return None;
+        }
+        let busy = chunks.iter().any(|c| {
+            matches!(
+                c.value.state,
+                ChunkState::Waiting | ChunkState::Queued | ChunkState::Running
+            )
+        });
+        let failed = chunks.iter().any(|c| c.value.state == ChunkState::Failed)
+            || collections
+                .iter()
+                .any(|c| c.value.state == CollectionState::Failed);
+        match (busy, failed) {
+            (true, _) if job.state == JobState::Planning => Some(JobState::Copying),
+            (true, _) => None,
+            (false, true) => Some(JobState::Failed),
+            (false, false) => Some(match job.mode {
+                Mode::Offline => JobState::Completed,
+                Mode::Online => JobState::Replicating,
+            }),
+        }
+    }
+
+    /// Sends copy messages for waiting chunks of planned or planning collections, keeping at
+    /// most `concurrency` chunks queued or running.
+    async fn enqueue_waiting(
+        &self,
+        job: &JobRecord,
+        _collections: &[Versioned<crate::state::CollectionRecord>],
+        chunks: &[Versioned<ChunkRecord>],
+    ) -> Result<(), EngineError> {
+        let in_flight = chunks
+            .iter()
+            .filter(|c| matches!(c.value.state, ChunkState::Queued | ChunkState::Running))
+            .count();
+        let limit = job.concurrency.max(1) as usize;
+        if in_flight >= limit {
+            return Ok(());
+        }
+        let mut slots = limit - in_flight;
+        let mut waiting: Vec<&Versioned<ChunkRecord>> = chunks
+            .iter()
+            .filter(|c| c.value.state == ChunkState::Waiting)
+            .collect();
+        waiting.sort_by_key(|c| (c.value.collection, c.value.index));
+        for chunk in waiting {
+            if slots == 0 {
+                break;
+            }
+            let mut claimed = chunk.clone();
+            claimed.value.state = ChunkState::Queued;
+            claimed.value.owner = None;
+            claimed.value.lease_until = Some(Utc::now() + self.lease());
+            match self.store.replace_chunk(&claimed).await {
+                Ok(_) => {}
+                // Another instance changed the chunk first; it decides for this one.
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let task = CopyTask {
+                job_id: job.id.clone(),
+                collection: chunk.value.collection,
+                chunk: chunk.value.index,
+            };
+            self.queues.send_copy(&task, None).await?;
+            slots -= 1;
+        }
+        Ok(())
+    }
+
+    async fn mark_collections_copied(&self, job_id: &str) -> Result<(), EngineError> {
+        for mut collection in self.store.collections(job_id).await? {
+            if collection.value.state == CollectionState::Copying && collection.value.planned {
+                collection.value.state = CollectionState::Copied;
+                collection.value.finished_at.get_or_insert_with(Utc::now);
+                match self.store.replace_collection(job_id, &collection).await {
+                    Ok(_) | Err(StoreError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the job's plan task; used at creation, on resume and when the scheduler finds
+    /// planning stalled.
+    pub async fn send_plan(&self, job_id: &str) -> Result<(), EngineError> {
+        self.queues
+            .send_plan(&PlanTask {
+                job_id: job_id.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// One scheduler pass over every job that may have work: expired leases go back to
+    /// waiting, then the job advances.
+    pub async fn schedule_once(&self) -> Result<(), EngineError> {
+        crate::runtime::standalone::sweep_poison(self).await;
+        let now = Utc::now();
+        for job in self.store.jobs().await? {
+            let job = job.value;
+            if job.state.is_terminal() || matches!(job.state, JobState::Paused | JobState::Failed) {
+                continue;
+            }
+            for chunk in self.store.chunks_of_job(&job.id).await? {
+                let expired = matches!(chunk.value.state, ChunkState::Queued | ChunkState::Running)
+                    && chunk.value.lease_until.is_none_or(|t| t < now);
+                if !expired {
+                    continue;
+                }
+                let mut released = chunk.clone();
+                warn!(
+                    job_id = %job.id,
+                    collection = chunk.value.collection,
+                    chunk = chunk.value.index,
+                    state = chunk.value.state.as_str(),
+                    "chunk lease expired; its task was lost, so the chunk waits to be queued again"
+                );
+                released.value.state = ChunkState::Waiting;
+                released.value.owner = None;
+                released.value.lease_until = None;
+                match self.store.replace_chunk(&released).await {
+                    Ok(_) | Err(StoreError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if matches!(job.state, JobState::Queued | JobState::Planning)
+                && job.plan_lease_until.is_none_or(|t| t < now)
+            {
+                warn!(job_id = %job.id, "planning has no live task; sending the plan task again");
+                self.mark_plan_queued(&job.id).await?;
+                self.send_plan(&job.id).await?;
+            }
+            self.advance_job(&job.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Records that a plan message is in flight, so the scheduler waits a lease before sending
+    /// another.
+    pub async fn mark_plan_queued(&self, job_id: &str) -> Result<(), EngineError> {
+        loop {
+            let Some(mut job) = self.store.job(job_id).await? else {
+                return Ok(());
+            };
+            job.value.plan_lease_until = Some(Utc::now() + self.lease());
+            match self.store.replace_job(&job).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The scheduler period in standalone mode.
+    pub fn scheduler_interval(&self) -> Duration {
+        self.settings.scheduler_interval
+    }
+}
+
+fn failure_summary(
+    collections: &[Versioned<crate::state::CollectionRecord>],
+    chunks: &[Versioned<ChunkRecord>],
+) -> String {
+    let failed_collections: Vec<String> = collections
+        .iter()
+        .filter(|c| c.value.state == CollectionState::Failed)
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.value.source,
+                c.value.last_error.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    let failed_chunks = chunks
+        .iter()
+        .filter(|c| c.value.state == ChunkState::Failed)
+        .count();
+    let mut parts = failed_collections;
+    if failed_chunks > 0 {
+        parts.push(format!(
+            "{failed_chunks} chunk(s) failed; see each collection's lastError, then resume the job to retry them"
+        ));
+    }
+    parts.join("; ")
+}
+
+/// Moves a job to `failed` with a reason, from any state that is not final.
+pub async fn fail_job(engine: &Engine, job_id: &str, reason: &str) -> Result<(), EngineError> {
+    loop {
+        let Some(mut job) = engine.store.job(job_id).await? else {
+            return Ok(());
+        };
+        if job.value.state.is_terminal() || job.value.state == JobState::Failed {
+            return Ok(());
+        }
+        let resume_to = if job.value.state.is_active() {
+            job.value.state
+        } else {
+            job.value.resume_to.unwrap_or(JobState::Planning)
+        };
+        job.value.resume_to = Some(resume_to);
+        job.value.state = JobState::Failed;
+        job.value.last_error = Some(reason.to_string());
+        job.value.updated_at = Utc::now();
+        match engine.store.replace_job(&job).await {
+            Ok(_) => {
+                tracing::error!(job_id, error = reason, "job failed");
+                return Ok(());
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

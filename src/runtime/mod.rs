@@ -1,0 +1,121 @@
+//! Running tasks: the engine, the Azure Functions invocation contract, and the standalone
+//! consumers and scheduler loop. Both ways of running call the same task functions.
+
+pub mod engine;
+pub mod functions;
+pub mod serve;
+pub mod standalone;
+
+use tracing::warn;
+
+use crate::copy::plan_task::run_plan_task;
+use crate::copy::task::{run_copy_task, CopyError};
+use crate::queue::{CopyTask, PlanTask, TaskKind};
+use engine::Engine;
+
+/// The queue message a task runs for.
+#[derive(Clone, Debug)]
+pub struct MessageInfo {
+    /// The queue message id; a redelivery of the same message keeps it, a duplicate does not.
+    pub id: String,
+    /// How many times the queue has delivered this message, this time included.
+    pub dequeue_count: u32,
+}
+
+/// How a task run ended without error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Completed,
+    /// Work remains; a continuation message was sent.
+    Continued,
+    /// The job was paused or cancelled; the work waits at its checkpoint.
+    Stopped,
+    /// The message had nothing to do (duplicate, finished work, unknown job); the reason says
+    /// which.
+    Dropped(String),
+}
+
+impl TaskOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskOutcome::Completed => "completed",
+            TaskOutcome::Continued => "continued",
+            TaskOutcome::Stopped => "stopped",
+            TaskOutcome::Dropped(_) => "dropped",
+        }
+    }
+
+    /// One line for logs: the outcome and, for a dropped message, why.
+    pub fn describe(&self) -> String {
+        match self {
+            TaskOutcome::Dropped(reason) => format!("dropped: {reason}"),
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+/// A task message that failed; the queue delivers it again.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("the message is not a valid {kind} task: {reason}")]
+    BadMessage { kind: &'static str, reason: String },
+    #[error(transparent)]
+    Task(#[from] CopyError),
+}
+
+/// Parses a task message body and runs it.
+pub async fn run_task(
+    engine: &Engine,
+    kind: TaskKind,
+    body: &str,
+    message: &MessageInfo,
+) -> Result<TaskOutcome, TaskError> {
+    let bad = |e: serde_json::Error| TaskError::BadMessage {
+        kind: kind.as_str(),
+        reason: e.to_string(),
+    };
+    match kind {
+        TaskKind::Plan => {
+            let task: PlanTask = serde_json::from_str(body).map_err(bad)?;
+            Ok(run_plan_task(engine, &task, message).await?)
+        }
+        TaskKind::Copy => {
+            let task: CopyTask = serde_json::from_str(body).map_err(bad)?;
+            Ok(run_copy_task(engine, &task, message).await?)
+        }
+    }
+}
+
+/// Handles a message that the queue gave up on: marks its work failed with the reason.
+pub async fn handle_poison(engine: &Engine, kind: TaskKind, body: &str) {
+    match kind {
+        TaskKind::Copy => {
+            let Ok(task) = serde_json::from_str::<CopyTask>(body) else {
+                warn!(body_len = body.len(), "unreadable poison message dropped");
+                return;
+            };
+            let reason = "the copy task failed on every delivery and its message was moved to the \
+                          poison queue; see earlier errors, then resume the job to retry";
+            if let Err(e) = crate::copy::task::mark_chunk_failed(engine, &task, reason, true).await
+            {
+                warn!(error = %e, job_id = %task.job_id, "could not mark the chunk failed");
+            }
+        }
+        TaskKind::Plan => {
+            let Ok(task) = serde_json::from_str::<PlanTask>(body) else {
+                warn!(body_len = body.len(), "unreadable poison message dropped");
+                return;
+            };
+            if let Err(e) = engine::fail_job(
+                engine,
+                &task.job_id,
+                "planning failed on every delivery and its message was moved to the poison queue; \
+                 see the logs, then resume the job to retry",
+            )
+            .await
+            {
+                warn!(error = %e, job_id = %task.job_id, "could not mark the job failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Starting the service: building the engine from settings, and the two server modes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+use super::engine::Engine;
+use super::standalone::spawn_workers;
+use crate::api::{router, Mount};
+use crate::config::{Settings, StorageSettings};
+use crate::storage::StorageAccount;
+
+/// Builds the engine for `settings` and creates its tables and queues.
+pub async fn build_engine(settings: Settings) -> anyhow::Result<Engine> {
+    let account = match &settings.storage {
+        StorageSettings::ConnectionString(cs) => {
+            StorageAccount::from_connection_string(cs.expose())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", crate::config::STORAGE_CONNECTION))?
+        }
+        StorageSettings::Identity { .. } => {
+            // TODO: identity-based storage needs a managed-identity credential from
+            // azure_identity; until it is wired in, only connection strings work.
+            anyhow::bail!(
+                "identity-based storage is not supported by this build; set {} to a connection string",
+                crate::config::STORAGE_CONNECTION
+            );
+        }
+    };
+    let engine = Engine::new(Arc::new(settings), account);
+    engine
+        .ensure_storage()
+        .await
+        .map_err(|e| anyhow::anyhow!("preparing tables and queues failed: {e}"))?;
+    Ok(engine)
+}
+
+/// Runs as an Azure Functions custom handler on `127.0.0.1:port` until `shutdown` resolves.
+pub async fn serve_functions(
+    engine: Engine,
+    port: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    info!(address = %listener.local_addr()?, "custom handler listening");
+    axum::serve(listener, router(engine, Mount::FunctionsHost))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    info!("custom handler stopped");
+    Ok(())
+}
+
+/// Checks that standalone mode is protected: an API key, or an explicit opt-out on loopback.
+pub fn check_standalone_access(settings: &Settings, addr: SocketAddr) -> anyhow::Result<()> {
+    if settings.api_key.is_some() {
+        return Ok(());
+    }
+    if !settings.api_key_disabled {
+        anyhow::bail!(
+            "standalone mode needs an API key: set {} (clients send it in x-api-key), or set {}=true \
+             to run without one on a loopback address",
+            crate::config::API_KEY,
+            crate::config::API_KEY_DISABLED
+        );
+    }
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "{}=true is allowed only on a loopback address, but {} is {addr}; set {}",
+            crate::config::API_KEY_DISABLED,
+            crate::config::LISTEN_ADDR,
+            crate::config::API_KEY
+        );
+    }
+    Ok(())
+}
+
+/// A running standalone service.
+pub struct Standalone {
+    pub address: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Standalone {
+    /// Binds `listener` and starts the API, the queue consumers and the scheduler.
+    pub async fn start(engine: Engine, listener: TcpListener) -> anyhow::Result<Standalone> {
+        let address = listener.local_addr()?;
+        check_standalone_access(&engine.settings, address)?;
+        let (stop, stopped) = watch::channel(false);
+        let workers = spawn_workers(engine.clone(), stopped.clone());
+        let app = router(engine, Mount::Standalone);
+        let mut server_stop = stopped;
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "API server failed");
+            }
+        });
+        info!(address = %address, "standalone service listening");
+        Ok(Standalone {
+            address,
+            stop,
+            server,
+            workers,
+        })
+    }
+
+    /// Stops accepting work and waits for consumers to finish their current batch.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        info!("standalone service stopped");
+    }
+
+    /// Stops at once without waiting for running tasks, as a killed process would.
+    pub fn abort(self) {
+        let _ = self.stop.send(true);
+        self.server.abort();
+        for worker in self.workers {
+            worker.abort();
+        }
+    }
+}
