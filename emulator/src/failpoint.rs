@@ -1,10 +1,10 @@
 //! The `failCommand` fail point, configured with `configureFailPoint` as on `mongod`.
 //!
-//! Semantics follow the server: only the listed commands are affected; `blockConnection` delays
-//! the reply by `blockTimeMS` first; then `closeConnection` closes the socket without a reply,
-//! otherwise `errorCode` fails the command (with `errorLabels` replacing the default labels),
+//! Semantics follow the server. Only the listed commands are affected. `blockConnection` first
+//! delays the reply by `blockTimeMS`. Then `closeConnection` closes the socket without a reply;
+//! otherwise `errorCode` fails the command, with `errorLabels` replacing the default labels;
 //! otherwise `writeConcernError` is added to the reply of a command that ran. `times` counts
-//! activations down and then turns the point off; `skip` lets the first N matches through.
+//! activations down and then turns the point off, and `skip` lets the first N matches through.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,7 +36,7 @@ struct FailCommand {
     namespace: Option<String>,
 }
 
-/// What the fail point does to one command.
+/// The fail point's effect on one command.
 #[derive(Debug, Default)]
 pub struct Injection {
     pub block_for: Option<Duration>,

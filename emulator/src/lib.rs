@@ -29,7 +29,8 @@
 //!
 //! # Known limits
 //! - Data lives in memory only and is lost at shutdown.
-//! - Transactions are not supported (`commitTransaction` and `abortTransaction` fail with 20).
+//! - Transactions are not supported: a command that starts or continues one fails with 20
+//!   IllegalOperation, as do `commitTransaction` and `abortTransaction`.
 //! - Retryable writes are not deduplicated: a retried insert can fail with 11000.
 //! - Secondary indexes other than unique ones do not speed up queries; only `_id` ranges and
 //!   `$in` lists on `_id` avoid a collection scan. Text, geospatial and wildcard index keys are
@@ -40,12 +41,14 @@
 //!   `$meta` projections fail with 2 BadValue.
 //! - Aggregation supports `$match`, `$sort`, `$skip`, `$limit`, `$project`, `$addFields`/`$set`,
 //!   `$unset`, `$count`, `$group`, `$unwind`, `$replaceRoot`/`$replaceWith`, `$sample`,
-//!   `$bucketAuto` (without `granularity`) and `$changeStream`; any other stage fails with 40324,
-//!   any other expression operator with 168.
+//!   `$bucketAuto` (without `granularity`) and `$changeStream`. Any other stage fails with 40324,
+//!   and any other expression operator with 168.
 //! - Decimal128 values compare exactly, but arithmetic on them goes through a double.
 //! - Regular expressions use Rust's `regex` syntax, which lacks PCRE look-around and
 //!   backreferences.
 //! - `explain`, views, capped collections, time series and collations are not supported.
+//! - Commands outside the list in `commands` (for example `mapReduce`, `collMod` or
+//!   `serverStatus`) fail with 59 CommandNotFound.
 //! - SCRAM-SHA-1 and other mechanisms are not offered; passwords are not SASLprep-normalised.
 
 pub mod aggregate;

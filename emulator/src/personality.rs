@@ -1,5 +1,5 @@
-//! What differs between the imitated servers: versions, limits, and the Cosmos DB (RU)
-//! request-unit budget.
+//! Per-personality differences between the imitated servers (versions and limits), and the
+//! Cosmos DB (RU) request-unit budget.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -137,7 +137,7 @@ impl RequestUnits {
     }
 }
 
-/// The throttling error in the form Cosmos DB (RU) reports it.
+/// Builds the throttling error in the form Cosmos DB (RU) reports it.
 pub fn too_many_requests(retry_after_ms: u64) -> CommandError {
     CommandError::new(
         code::TOO_MANY_REQUESTS,

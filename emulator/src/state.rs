@@ -49,7 +49,7 @@ impl ServerState {
         }
     }
 
-    /// The SCRAM credential of the configured user, if authentication is on.
+    /// Returns the SCRAM credential of the configured user, if authentication is on.
     pub fn credential(&self) -> Option<&Credential> {
         self.credential.as_ref()
     }

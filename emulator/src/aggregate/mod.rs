@@ -1,8 +1,8 @@
 //! Aggregation pipelines over a collection's documents.
 //!
-//! Stages run one after another over shared documents: `$match`, `$sort`, `$skip` and `$limit`
-//! pass documents through without copying them; `$project`, `$group` and the other reshaping
-//! stages build new ones.
+//! Stages run one after another over shared documents. `$match`, `$sort`, `$skip` and `$limit`
+//! pass documents through without copying them, while `$project`, `$group` and the other
+//! reshaping stages build new ones.
 
 pub mod arith;
 pub mod expr;

@@ -57,6 +57,7 @@ pub fn bucket_auto(
             "$bucketAuto granularity is not supported by this emulator",
         ));
     }
+
     let buckets = buckets as usize;
     let accumulators = match spec.get("output")? {
         Some(RawBsonRef::Document(output)) => parse_accumulators(output, &[])?,
@@ -68,12 +69,14 @@ pub fn bucket_auto(
         }
         None => parse_accumulators(&bson::rawdoc! { "count": { "$sum": 1 } }, &[])?,
     };
+
     let mut keyed: Vec<(RawBson, StoredDocument)> = Vec::with_capacity(documents.len());
     for document in documents {
         let key = group_by.evaluate(&document)?.unwrap_or(RawBson::Null);
         keyed.push((key, document));
     }
     keyed.sort_by(|a, b| compare_owned(&a.0, &b.0));
+
     let total = keyed.len();
     let approximate = total as f64 / buckets as f64;
     let mut groups: Vec<Vec<(RawBson, StoredDocument)>> = Vec::new();
@@ -102,6 +105,7 @@ pub fn bucket_auto(
         }
         groups.push(bucket);
     }
+
     let mut out = Vec::with_capacity(groups.len());
     for index in 0..groups.len() {
         let min = groups[index][0].0.clone();

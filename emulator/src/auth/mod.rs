@@ -13,7 +13,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Iteration count for the salted password; 4096 is the minimum RFC 7677 allows.
 const ITERATIONS: u32 = 4096;
 
-/// Why an exchange failed. Every variant becomes error 18 AuthenticationFailed.
+/// The reason an exchange failed. Every variant becomes error 18 AuthenticationFailed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ScramError {
     Malformed(&'static str),
@@ -83,11 +83,13 @@ pub fn start(
             client_nonce = Some(value.to_string());
         }
     }
+
     let user = user.ok_or(ScramError::Malformed("missing user name"))?;
     let client_nonce = client_nonce.ok_or(ScramError::Malformed("missing nonce"))?;
     if user != credential.user {
         return Err(ScramError::UnknownUser);
     }
+
     let server_nonce: [u8; 24] = rand::random();
     let nonce = format!("{client_nonce}{}", BASE64.encode(server_nonce));
     let server_first = format!(
@@ -122,9 +124,11 @@ pub fn finish(
     if nonce != conversation.nonce {
         return Err(ScramError::Malformed("nonce mismatch"));
     }
+
     let proof = BASE64
         .decode(proof)
         .map_err(|_| ScramError::Malformed("proof is not base64"))?;
+
     let auth_message = format!(
         "{},{},{}",
         conversation.client_first_bare, conversation.server_first, without_proof
@@ -141,6 +145,7 @@ pub fn finish(
     if Sha256::digest(&client_key).as_slice() != credential.stored_key.as_slice() {
         return Err(ScramError::BadProof);
     }
+
     let server_signature = hmac(&credential.server_key, auth_message.as_bytes());
     Ok(format!("v={}", BASE64.encode(server_signature)))
 }

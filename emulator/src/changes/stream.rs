@@ -20,7 +20,7 @@ const DEFAULT_AWAIT: Duration = Duration::from_secs(1);
 /// Events read from the log per pass while filling a batch.
 const READ_CHUNK: usize = 1024;
 
-/// What a stream watches.
+/// The namespaces a stream watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
     Collection { db: String, collection: String },
@@ -79,6 +79,7 @@ fn is_cosmos_pipeline(pipeline: &[RawDocumentBuf]) -> bool {
     if filter.iter().count() != 1 || condition.iter().count() != 1 {
         return false;
     }
+
     let Ok(Some(RawBsonRef::Array(kinds))) = condition.get("$in") else {
         return false;
     };
@@ -91,6 +92,7 @@ fn is_cosmos_pipeline(pipeline: &[RawDocumentBuf]) -> bool {
     if kinds != ["insert", "replace", "update"] {
         return false;
     }
+
     let Ok(Some(RawBsonRef::Document(projection))) = second.get("$project") else {
         return false;
     };
@@ -162,6 +164,7 @@ pub fn open(
             other => return Err(unknown_option(other)),
         }
     }
+
     let resume_options = [
         resume_after.is_some(),
         start_after.is_some(),
@@ -176,6 +179,7 @@ pub fn open(
             "Only one type of resume option is allowed, but multiple were found.",
         ));
     }
+
     let scope = match (&collection, all_changes_for_cluster) {
         (Some(collection), false) => Scope::Collection {
             db: ctx.db.clone(),
@@ -190,6 +194,7 @@ pub fn open(
             ))
         }
     };
+
     if cosmos {
         if !matches!(scope, Scope::Collection { .. }) {
             return Err(CommandError::bad_value(
@@ -208,6 +213,7 @@ pub fn open(
             }
         }
     }
+
     let stages = if cosmos {
         // The accepted pipeline only selects the event kinds every Cosmos DB event has.
         Vec::new()
@@ -259,6 +265,7 @@ pub fn open(
         position = at;
         position_time = time;
     }
+
     let mut stream = StreamCursor {
         scope,
         full_document,
@@ -378,6 +385,7 @@ impl StreamCursor {
             out.append("clusterTime", event.cluster_time);
             out.append("wallTime", event.wall_time);
         }
+
         let full_document = match (&e.kind, self.full_document) {
             (EventKind::Insert | EventKind::Replace, _) => e.full_document.clone(),
             (EventKind::Update, FullDocument::WhenAvailable | FullDocument::Required) => {
@@ -406,6 +414,7 @@ impl StreamCursor {
             }
             _ => None,
         };
+
         if let Some(document) = full_document {
             out.append("fullDocument", document.as_ref().clone());
         }
@@ -436,9 +445,11 @@ impl StreamCursor {
         if let (false, Some(description)) = (self.cosmos, &e.update_description) {
             out.append("updateDescription", description.clone());
         }
+
         if self.stages.is_empty() {
             return Ok(Some(out));
         }
+
         let original_id = out.get("_id")?.map(|v| v.to_raw_bson());
         let mut documents = vec![Arc::new(out)];
         for stage in &self.stages {
@@ -465,6 +476,7 @@ impl StreamCursor {
         if self.position + 1 < changes.oldest_sequence() {
             return Err(history_lost());
         }
+
         let mut events = Vec::new();
         // Sequence and token of the last event put in the batch.
         let mut last: Option<(u64, RawDocumentBuf)> = None;
@@ -488,6 +500,7 @@ impl StreamCursor {
                 self.finished = true;
                 break;
             }
+
             let chunk = changes.read_after(self.position, READ_CHUNK);
             if chunk.is_empty() {
                 break;
@@ -513,6 +526,7 @@ impl StreamCursor {
                 }
             }
         }
+
         // The post-batch token is the last event's when the batch ends on it, otherwise the
         // position reached.
         let post_batch_token = match last {
@@ -521,6 +535,7 @@ impl StreamCursor {
             }
             _ => self.high_water_mark(),
         };
+
         if self.cosmos {
             events = coalesce_by_document_key(events);
             // Cosmos DB gives every event of a batch the same resume token.

@@ -5,7 +5,7 @@ use bson::{rawdoc, RawBsonRef, RawDocument, RawDocumentBuf, Timestamp};
 
 use crate::error::{CommandError, CommandResult};
 
-/// What a token points at.
+/// The kind of log position a token names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenKind {
     /// A returned event; resuming continues after it.

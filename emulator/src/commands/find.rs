@@ -68,14 +68,8 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             "error processing query: ns={namespace}: tailable cursor requested on non capped collection"
         )));
     }
-    let filter = match ctx.optional_document("filter")? {
-        Some(filter) => Filter::parse(filter)?,
-        None => Filter::match_all(),
-    };
-    let sort = match ctx.optional_document("sort")? {
-        Some(sort) => SortSpec::parse(sort)?,
-        None => SortSpec::default(),
-    };
+    let filter = ctx.filter("filter")?;
+    let sort = ctx.sort("sort")?;
     let projection = match ctx.optional_document("projection")? {
         Some(p) if !p.is_empty() => Some(Projection::parse(p)?),
         _ => None,
@@ -159,9 +153,11 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             "BSON field 'getMore.collection' is missing but a required field",
         )
     })?;
+
     let namespace = ctx.namespace(collection);
     let batch_size = batch_size_of(body.get("batchSize")?).unwrap_or(usize::MAX);
     let max_time_ms = ctx.optional_i64("maxTimeMS")?;
+
     let cursor = ctx.state.cursors.lock().expect("cursor lock").take(id);
     let Some(mut cursor) = cursor else {
         return Err(CommandError::new(
@@ -181,6 +177,7 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             .restore(id, cursor);
         return Err(CommandError::new(code::UNAUTHORIZED, message));
     }
+
     let outcome = match &mut cursor.source {
         CursorSource::Documents(documents) => {
             let mut iter = std::mem::take(documents).peekable();
@@ -197,6 +194,7 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             crate::changes::stream::get_more(ctx, stream, id, batch_size, max_time_ms).await
         }
     };
+
     // A change stream whose getMore failed stays open, so the client may retry or kill it.
     let (reply, exhausted) = match outcome {
         Ok(result) => result,
@@ -259,10 +257,7 @@ pub fn kill_cursors(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
 
 pub fn count(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let collection_name = ctx.collection_name()?;
-    let filter = match ctx.optional_document("query")? {
-        Some(filter) => Filter::parse(filter)?,
-        None => Filter::match_all(),
-    };
+    let filter = ctx.filter("query")?;
     let skip = non_negative(ctx, "skip")?.unwrap_or(0);
     let limit = ctx
         .optional_i64("limit")?
@@ -303,4 +298,50 @@ pub fn id_document(document: &RawDocument) -> CommandResult<bson::RawDocumentBuf
         key.append_ref("_id", id);
     }
     Ok(key)
+}
+
+/// Runs `distinct`: the distinct values of a field among matching documents, with array
+/// elements counted one by one, in BSON order.
+pub fn distinct(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
+    let collection_name = ctx.collection_name()?;
+    let key = ctx.body().get_str("key").map_err(|_| {
+        CommandError::new(
+            40414,
+            "BSON field 'distinct.key' is missing but a required field",
+        )
+    })?;
+    let filter = ctx.filter("query")?;
+    let mut values = std::collections::BTreeSet::new();
+    if let Some(shared) = ctx.state.collection(&ctx.db, &collection_name) {
+        let collection = shared.read().expect("collection lock");
+        let query = Query {
+            filter: &filter,
+            sort: &SortSpec::default(),
+            skip: 0,
+            limit: None,
+        };
+        for document in select(&collection, &query) {
+            let mut found = Vec::new();
+            crate::query::path::lookup(&document, key, &mut found);
+            for value in found.into_iter().flatten() {
+                match value {
+                    RawBsonRef::Array(items) => {
+                        for item in items.into_iter().flatten() {
+                            values.insert(crate::query::order::OrderedValue::from_ref(item));
+                        }
+                    }
+                    other => {
+                        values.insert(crate::query::order::OrderedValue::from_ref(other));
+                    }
+                }
+            }
+        }
+    }
+    let mut array = RawArrayBuf::new();
+    for value in values {
+        array.push(value.0);
+    }
+    let mut reply = DocBuilder::with_reply_prefix();
+    reply.append_value("values", RawBsonRef::Array(&array));
+    Ok(reply)
 }

@@ -20,6 +20,7 @@ pub fn hello(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             ctx.connection.app_name = application.get_str("name").ok().map(str::to_string);
         }
     }
+
     let profile = ctx.profile();
     let host = ctx.state.host();
     let mut hosts = RawArrayBuf::new();
@@ -51,6 +52,7 @@ pub fn hello(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         "maxWireVersion": profile.max_wire_version,
         "readOnly": false,
     };
+
     if let Ok(user) = body.get_str("saslSupportedMechs") {
         if let Some((configured, _)) = &ctx.state.options.user {
             let wanted = user.split_once('.').map(|(_, u)| u).unwrap_or(user);
@@ -61,6 +63,7 @@ pub fn hello(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             }
         }
     }
+
     if let Ok(speculative) = body.get_document("speculativeAuthenticate") {
         if let Some(first) = super::auth::speculative_start(ctx, speculative)? {
             reply.append("speculativeAuthenticate", first);

@@ -104,6 +104,7 @@ pub fn create_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     for spec in &specs {
         validate_spec(ctx, spec)?;
     }
+
     let created_collection = ctx.state.collection(&ctx.db, &name).is_none();
     let shared = ctx.state.collection_or_create(&ctx.db, &name)?;
     let mut collection = shared.write().expect("collection lock");
@@ -119,6 +120,7 @@ pub fn create_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             ));
         }
     }
+
     let before = collection.indexes.len();
     for spec in specs {
         let index = Index::from_spec(spec)?;
@@ -154,6 +156,7 @@ pub fn create_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         }
         collection.add_index(index)?;
     }
+
     let after = collection.indexes.len();
     let mut reply = rawdoc! {
         "numIndexesBefore": before as i32,
@@ -177,6 +180,7 @@ pub fn drop_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     };
     let mut collection = shared.write().expect("collection lock");
     let was = collection.indexes.len();
+
     let target = ctx.body().get("index")?.ok_or_else(|| {
         CommandError::new(
             40414,
@@ -218,6 +222,7 @@ pub fn drop_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             ))
         }
     }
+
     for index_name in &names {
         if index_name == "_id_" {
             return Err(CommandError::new(
@@ -232,6 +237,7 @@ pub fn drop_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             ));
         }
     }
+
     collection.indexes.retain(|i| !names.contains(&i.name));
     let mut reply = DocBuilder::with_reply_prefix();
     reply.append_i32("nIndexesWas", was as i32);

@@ -116,6 +116,7 @@ pub fn insert(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             ),
         ));
     }
+
     let shared = ctx.state.collection_or_create(&ctx.db, &collection_name)?;
     let throttled = ctx.personality() == Personality::CosmosRu;
     let mut inserted = 0usize;
@@ -152,6 +153,7 @@ pub fn insert(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         }
         ctx.state.changes.append(events);
     }
+
     let mut reply = DocBuilder::with_reply_prefix();
     reply.append_i32("n", inserted as i32);
     write_errors.append_to(&mut reply);

@@ -6,6 +6,7 @@ mod auth;
 mod cursor_reply;
 mod delete;
 mod find;
+mod find_and_modify;
 mod handshake;
 mod indexes;
 mod insert;
@@ -128,6 +129,22 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Parses an optional filter field; a missing one matches every document.
+    pub fn filter(&self, field: &str) -> CommandResult<crate::query::filter::Filter> {
+        match self.optional_document(field)? {
+            Some(filter) => crate::query::filter::Filter::parse(filter),
+            None => Ok(crate::query::filter::Filter::match_all()),
+        }
+    }
+
+    /// Parses an optional sort field; a missing one keeps storage order.
+    pub fn sort(&self, field: &str) -> CommandResult<crate::query::sort::SortSpec> {
+        match self.optional_document(field)? {
+            Some(sort) => crate::query::sort::SortSpec::parse(sort),
+            None => Ok(crate::query::sort::SortSpec::default()),
+        }
+    }
+
     /// Returns an optional integer field (any numeric type).
     pub fn optional_i64(&self, field: &str) -> CommandResult<Option<i64>> {
         match self.body().get(field)? {
@@ -191,7 +208,7 @@ fn is_write_command(name: &str) -> bool {
     )
 }
 
-/// What the connection does after a request.
+/// The connection's next step after a request.
 pub enum Outcome {
     /// Send this reply body (prefixed for OP_MSG framing).
     Reply(DocBuilder),
@@ -233,6 +250,19 @@ pub async fn handle(
             CommandError::new(
                 code::UNAUTHORIZED,
                 format!("Command {name} requires authentication"),
+            ),
+        ));
+    }
+    // A transaction would commit each write at once, so refuse it rather than pretend.
+    let in_transaction = ["startTransaction", "autocommit"]
+        .iter()
+        .any(|field| body.get(field).ok().flatten().is_some());
+    if in_transaction {
+        return Outcome::Reply(finish_error(
+            state,
+            CommandError::new(
+                code::ILLEGAL_OPERATION,
+                "transactions are not supported by this emulator",
             ),
         ));
     }
@@ -345,6 +375,8 @@ async fn run(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         "getMore" => find::get_more(ctx).await,
         "killCursors" => find::kill_cursors(ctx),
         "count" => find::count(ctx),
+        "distinct" => find::distinct(ctx),
+        "findAndModify" | "findandmodify" => find_and_modify::find_and_modify(ctx),
         "aggregate" => aggregate::aggregate(ctx),
         "configureFailPoint" => testing::configure_fail_point(ctx),
         "shardCollection" => testing::shard_collection(ctx),

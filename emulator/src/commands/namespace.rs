@@ -251,6 +251,7 @@ pub fn rename_collection(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             "Can't rename a collection to itself",
         ));
     }
+
     let mut catalog = ctx.state.catalog.write().expect("catalog lock");
     if catalog.collection(&from_db, &from).is_none() {
         return Err(CommandError::new(
@@ -258,6 +259,7 @@ pub fn rename_collection(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             "Source collection does not exist",
         ));
     }
+
     let mut events = Vec::new();
     if catalog.collection(&to_db, &to).is_some() {
         if !drop_target {

@@ -14,7 +14,7 @@ use crate::query::plan::{select, Query};
 use crate::query::sort::SortSpec;
 use crate::query::update::{set_path, Update};
 use crate::store::collection::id_of;
-use crate::store::Collection;
+use crate::store::{Collection, StoredDocument};
 use crate::wire::DocBuilder;
 
 /// Result of one update statement.
@@ -70,6 +70,7 @@ fn update_one_statement(
             .get("u")?
             .ok_or_else(|| CommandError::failed_to_parse("update statement needs a 'u' field"))?,
     )?;
+
     let flag = |name: &str| matches!(statement.get(name), Ok(Some(RawBsonRef::Boolean(true))));
     let multi = flag("multi");
     let upsert = flag("upsert");
@@ -86,6 +87,7 @@ fn update_one_statement(
     }
     reject_collation(ctx, statement)?;
     check_hint(Some(collection), statement.get("hint")?)?;
+
     let sort = SortSpec::default();
     let targets = select(
         collection,
@@ -96,65 +98,96 @@ fn update_one_statement(
             limit: if multi { None } else { Some(1) },
         },
     );
+
     let mut outcome = Outcome::default();
     for current in targets {
         outcome.matched += 1;
-        let updated = update.apply(&current, false)?;
-        if updated.as_bytes() == current.as_bytes() {
-            continue;
+        if apply_to_stored(ctx, collection_name, collection, &update, &current, events)?.is_some() {
+            outcome.modified += 1;
         }
-        charge_write(ctx, &updated)?;
-        let id = id_of(&updated)?;
-        let stored = collection.replace(&id, updated)?;
-        outcome.modified += 1;
-        let (kind, description) = if update.is_replacement() {
-            (EventKind::Replace, None)
-        } else {
-            (
-                EventKind::Update,
-                Some(update_description(&current, &stored)),
-            )
-        };
-        events.push(PendingEvent {
-            db: ctx.db.clone(),
-            collection: collection_name.to_string(),
-            kind,
-            document_key: Some(super::find::id_document(&stored)?),
-            full_document: Some(stored),
-            update_description: description,
-        });
     }
+
     if outcome.matched == 0 && upsert {
-        let from_filter = upsert_seed(&filter)?;
-        let seed = if update.is_replacement() {
-            // A replacement keeps only the filter's `_id`.
-            let mut seed = bson::Document::new();
-            if let Some(id) = from_filter.get("_id") {
-                seed.insert("_id", id.clone());
-            }
-            seed
-        } else {
-            from_filter
-        };
-        let seed = RawDocumentBuf::from_document(&seed)?;
-        let created = update.apply(&seed, true)?;
-        let prepared = prepare_for_insert(ctx, &created)?;
-        charge_write(ctx, &prepared)?;
-        let stored = collection.insert(prepared)?;
+        let stored = upsert_new(ctx, collection_name, collection, &filter, &update, events)?;
         outcome.upserted_id = stored.get("_id")?.map(|v| v.to_raw_bson());
-        events.push(PendingEvent {
-            db: ctx.db.clone(),
-            collection: collection_name.to_string(),
-            kind: EventKind::Insert,
-            document_key: None,
-            full_document: Some(stored),
-            update_description: None,
-        });
     }
     Ok(outcome)
 }
 
-fn charge_write(ctx: &Context<'_>, document: &RawDocument) -> CommandResult<()> {
+/// Applies `update` to a stored document and records the event. Returns the new document, or
+/// `None` when the update changed nothing.
+pub fn apply_to_stored(
+    ctx: &Context<'_>,
+    collection_name: &str,
+    collection: &mut Collection,
+    update: &Update,
+    current: &StoredDocument,
+    events: &mut Vec<PendingEvent>,
+) -> CommandResult<Option<StoredDocument>> {
+    let updated = update.apply(current, false)?;
+    if updated.as_bytes() == current.as_bytes() {
+        return Ok(None);
+    }
+    charge_write(ctx, &updated)?;
+    let id = id_of(&updated)?;
+    let stored = collection.replace(&id, updated)?;
+    let (kind, description) = if update.is_replacement() {
+        (EventKind::Replace, None)
+    } else {
+        (
+            EventKind::Update,
+            Some(update_description(current, &stored)),
+        )
+    };
+    events.push(PendingEvent {
+        db: ctx.db.clone(),
+        collection: collection_name.to_string(),
+        kind,
+        document_key: Some(super::find::id_document(&stored)?),
+        full_document: Some(stored.clone()),
+        update_description: description,
+    });
+    Ok(Some(stored))
+}
+
+/// Inserts the document an upsert creates from the filter's equalities and the update, and
+/// records the event.
+pub fn upsert_new(
+    ctx: &Context<'_>,
+    collection_name: &str,
+    collection: &mut Collection,
+    filter: &Filter,
+    update: &Update,
+    events: &mut Vec<PendingEvent>,
+) -> CommandResult<StoredDocument> {
+    let from_filter = upsert_seed(filter)?;
+    let seed = if update.is_replacement() {
+        // A replacement keeps only the filter's `_id`.
+        let mut seed = bson::Document::new();
+        if let Some(id) = from_filter.get("_id") {
+            seed.insert("_id", id.clone());
+        }
+        seed
+    } else {
+        from_filter
+    };
+    let seed = RawDocumentBuf::from_document(&seed)?;
+    let created = update.apply(&seed, true)?;
+    let prepared = prepare_for_insert(ctx, &created)?;
+    charge_write(ctx, &prepared)?;
+    let stored = collection.insert(prepared)?;
+    events.push(PendingEvent {
+        db: ctx.db.clone(),
+        collection: collection_name.to_string(),
+        kind: EventKind::Insert,
+        document_key: None,
+        full_document: Some(stored.clone()),
+        update_description: None,
+    });
+    Ok(stored)
+}
+
+pub fn charge_write(ctx: &Context<'_>, document: &RawDocument) -> CommandResult<()> {
     if ctx.personality() == crate::Personality::CosmosRu {
         ctx.state
             .request_units
@@ -178,6 +211,7 @@ pub fn update(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let collection_name = ctx.collection_name()?;
     let ordered = ctx.optional_bool("ordered")?.unwrap_or(true);
     let statements = ctx.documents("updates")?;
+
     let shared = ctx.state.collection_or_create(&ctx.db, &collection_name)?;
     let mut matched = 0usize;
     let mut modified = 0usize;
@@ -215,6 +249,7 @@ pub fn update(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         }
         ctx.state.changes.append(events);
     }
+
     let mut reply = DocBuilder::with_reply_prefix();
     reply.append_i32("n", matched as i32);
     reply.append_i32("nModified", modified as i32);

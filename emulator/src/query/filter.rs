@@ -89,7 +89,7 @@ impl Filter {
         })
     }
 
-    /// An empty filter, which matches every document.
+    /// Returns an empty filter, which matches every document.
     pub fn match_all() -> Filter {
         Filter::And(Vec::new())
     }

@@ -22,7 +22,7 @@ fn next_rank(rank: i32) -> Option<i32> {
     RANKS.iter().copied().find(|r| *r > rank)
 }
 
-/// Where to look for matching documents.
+/// The part of the `_id` index to scan for matching documents.
 enum Access {
     Range(Bound<OrderedValue>, Bound<OrderedValue>),
     Points(Vec<OrderedValue>),

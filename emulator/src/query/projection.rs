@@ -6,7 +6,7 @@ use super::number::Number;
 use crate::aggregate::expr::{is_truthy, Expression};
 use crate::error::{CommandError, CommandResult};
 
-/// What a projection does with one field.
+/// The projection of one field.
 #[derive(Clone, Debug)]
 enum Node {
     Include,

@@ -71,8 +71,9 @@ impl SortSpec {
         documents.clone_from_slice(&sorted);
     }
 
-    /// Computes the sort key of a document: per path, the smallest value for an ascending key
-    /// and the largest for a descending one, looking inside arrays; a missing path is null.
+    /// Computes the sort key of a document. Each path contributes its smallest value for an
+    /// ascending key and its largest for a descending one, looking inside arrays. A missing
+    /// path counts as null.
     pub fn key_of<'a>(&self, document: &'a RawDocument) -> Vec<Option<RawBsonRef<'a>>> {
         self.keys
             .iter()

@@ -453,7 +453,7 @@ fn get_array_mut<'a>(
     match current {
         Bson::Array(items) => Ok(Some(items)),
         other => Err(CommandError::type_mismatch(format!(
-            "{operator} requires an array but the field '{path}' holds {other}"
+            "{operator} requires an array, but the field '{path}' contains {other}"
         ))),
     }
 }

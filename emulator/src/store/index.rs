@@ -130,7 +130,7 @@ impl Index {
         tuples
     }
 
-    /// Returns a duplicate-key error if another document already holds one of `keys`.
+    /// Returns a duplicate-key error if another document already has one of `keys`.
     pub fn check_unique(
         &self,
         namespace: &str,

@@ -252,7 +252,7 @@ pub fn frame_op_msg(mut message: Vec<u8>, response_to: i32, checksum: bool) -> V
     message
 }
 
-/// Frames a legacy OP_REPLY carrying one document (the answer to an OP_QUERY command).
+/// Frames a legacy OP_REPLY carrying one document, the reply to an OP_QUERY command.
 pub fn frame_op_reply(body: &[u8], response_to: i32) -> Vec<u8> {
     let length = HEADER_LEN + 20 + body.len();
     let mut message = Vec::with_capacity(length);
