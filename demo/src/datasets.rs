@@ -22,20 +22,20 @@ impl Dataset {
     }
 }
 
-/// Reads every dataset from `data_dir`.
+/// Reads every dataset from `data_dir`, the largest first.
 pub fn load_all(data_dir: &Path) -> anyhow::Result<Vec<Dataset>> {
     Ok(vec![
-        Dataset {
-            database: "cinema",
-            collection: "movies",
-            origin: "vega-datasets data/movies.json".into(),
-            documents: movies(&read(data_dir, "movies.json")?)?,
-        },
         Dataset {
             database: "aviation",
             collection: "flights",
             origin: "vega-datasets data/flights-200k.json".into(),
             documents: flights(&read(data_dir, "flights-200k.json")?)?,
+        },
+        Dataset {
+            database: "cinema",
+            collection: "movies",
+            origin: "vega-datasets data/movies.json".into(),
+            documents: movies(&read(data_dir, "movies.json")?)?,
         },
         Dataset {
             database: "geo",
@@ -56,8 +56,8 @@ fn read(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-/// Movies: an array of flat records without a key. Each gets an ObjectId `_id`, as `mongoimport`
-/// would give it. Values keep their JSON types, so a title such as `1776` stays a number and
+/// Movies: an array of flat records without a key. Each gets an ObjectId `_id`, as drivers add one
+/// to a document without `_id`. Values keep their JSON types, so a title such as `1776` stays a number and
 /// release dates stay the strings the dataset has (`"Jun 12 1998"`).
 pub fn movies(text: &[u8]) -> anyhow::Result<Vec<Document>> {
     let records = json::parse_documents(text).map_err(|e| anyhow::anyhow!("movies.json: {e}"))?;

@@ -20,7 +20,7 @@ pub struct DriveOptions {
     pub timeout: Duration,
 }
 
-/// What happened during the pause.
+/// Document counts and timing of the one pause.
 pub struct PauseRecord {
     /// Documents copied when `pause` was sent.
     pub requested_at: u64,
@@ -33,7 +33,7 @@ pub struct PauseRecord {
 }
 
 impl PauseRecord {
-    /// Whether the job copied nothing while it was paused.
+    /// Returns whether the job copied nothing while it was paused.
     pub fn held_still(&self) -> bool {
         self.at_paused == self.before_resume
     }
@@ -144,7 +144,7 @@ fn past_pause_point(job: &JobView, pause_at: f64) -> bool {
         && job.documents_copied as f64 >= pause_at * job.documents_estimated as f64
 }
 
-/// Pauses the job, waits for `paused`, holds it there, and resumes it.
+/// Pauses the job, waits for `paused`, keeps it paused for the hold time, and resumes it.
 async fn pause_and_resume(
     poller: &mut Poller<'_>,
     job: &JobView,

@@ -1,11 +1,12 @@
 //! JSON text to BSON values, with the number types of the literals and the key order of the text.
 //!
 //! Integer literals become Int32 when they fit and Int64 otherwise, literals with a fraction or an
-//! exponent become Double, and object keys keep their order. This is what `mongoimport` does with
-//! plain JSON, and it is written by hand because neither ready path keeps both properties:
-//! `serde_json::Value` sorts object keys unless the `preserve_order` feature is on (a feature that
-//! would reach every package in the workspace build), and bson's own `Deserialize` reads keys such
-//! as `$oid` or `$date` as Extended JSON, which would turn plain data into other types.
+//! exponent become Double, and object keys keep their order.
+//!
+//! The conversion is written by hand because neither ready path keeps both properties.
+//! `serde_json::Value` sorts object keys unless the `preserve_order` feature is on, and that
+//! feature would reach every package in the workspace build. bson's own `Deserialize` reads keys
+//! such as `$oid` or `$date` as Extended JSON, which would turn plain data into other types.
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
-//! Runs the end-to-end demo: seeds an emulated Cosmos DB for MongoDB (RU) account with public
-//! datasets and a BSON type corpus, migrates it with the service to an emulated vCore cluster,
-//! pauses and resumes the job once, and compares every collection byte for byte.
+//! Runs the end-to-end demo. It seeds an emulated Cosmos DB for MongoDB (RU) account with public
+//! datasets and a BSON type corpus, and migrates it with the service to an emulated vCore cluster.
+//! It pauses and resumes the job once, and compares every collection byte for byte.
 //!
 //! Run with `scripts/demo.sh`, which starts Azurite and fetches the datasets first. The exit code
 //! is 0 only when every target collection is identical to its source.
@@ -40,7 +40,11 @@ struct Args {
     azurite_table_port: u16,
 
     /// Request units per second of the emulated Cosmos DB (RU) source during the copy.
-    #[arg(long, default_value_t = 2_000)]
+    // The emulator charges a find for its whole result at once, so at 9,000 RU/s one
+    // 5,000-document chunk read fits in each second and further chunk reads are throttled.
+    // NOTE: below about 9,000 RU/s the planner's reads are throttled too, and the plan task does
+    // not yet retry 16500 itself, so planning fails after five deliveries.
+    #[arg(long, default_value_t = 9_000)]
     ru_per_second: u64,
 
     /// Documents per chunk, the unit of parallel copy work.

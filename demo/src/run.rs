@@ -21,9 +21,9 @@ pub struct DemoSettings {
     pub data_dir: PathBuf,
     pub azurite: AzuritePorts,
     pub chunk_documents: u64,
-    /// Environment variable that holds the source's connection string.
+    /// Environment variable that contains the source's connection string.
     pub source_setting: String,
-    /// Environment variable that holds the target's connection string.
+    /// Environment variable that contains the target's connection string.
     pub target_setting: String,
     pub pause_at: f64,
     pub pause_hold: Duration,
@@ -32,22 +32,19 @@ pub struct DemoSettings {
 }
 
 /// Runs the demo and returns whether every check passed: the job completed, nothing was copied
-/// while it was paused, every collection is identical, and the log holds no secret.
+/// while it was paused, every collection is identical, and the log contains no secret.
 pub async fn run(settings: DemoSettings, plan: EmulatorPlan) -> anyhow::Result<bool> {
     println!(
         "vcore-migrate end-to-end demo (logs: {})",
         settings.log_file.display()
     );
     let mut datasets = datasets::load_all(&settings.data_dir)?;
-    datasets.insert(
-        0,
-        Dataset {
-            database: corpus::DATABASE,
-            collection: corpus::COLLECTION,
-            origin: "generated corpus of every BSON type".into(),
-            documents: corpus::documents(),
-        },
-    );
+    datasets.push(Dataset {
+        database: corpus::DATABASE,
+        collection: corpus::COLLECTION,
+        origin: "generated corpus of every BSON type".into(),
+        documents: corpus::documents(),
+    });
 
     let emulators = stack::start_emulators(&plan).await?;
     println!(

@@ -30,7 +30,8 @@ pub struct Emulators {
     pub target_client: Client,
 }
 
-/// Where and how the emulators listen. The ports are chosen before the runtime starts, because
+/// Ports, user and request-unit budget of the emulators. The ports are chosen before the runtime
+/// starts, because
 /// the job's setting references must name the connection strings in the process environment
 /// before any other thread runs.
 pub struct EmulatorPlan {
