@@ -38,7 +38,8 @@ fi
 
 data_dir="$(scripts/fetch-datasets.sh)"
 
-# Ask the kernel for three free ports, so the demo never collides with another Azurite.
+# Ask the kernel for three free ports, so the demo does not collide with an Azurite on the default
+# ports.
 read -r blob_port queue_port table_port < <(node -e '
     const net = require("net");
     const servers = [0, 1, 2].map(() => net.createServer());
@@ -59,6 +60,7 @@ stop_azurite() {
 trap stop_azurite EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 scripts/azurite.sh start >&2
 

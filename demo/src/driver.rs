@@ -24,7 +24,7 @@ pub struct DriveOptions {
 pub struct PauseRecord {
     /// Documents copied when `pause` was sent.
     pub requested_at: u64,
-    /// Time from `pause` to the state `paused`, while running tasks reached a batch boundary.
+    /// Time from `pause` to the state `paused`, while running tasks stopped.
     pub time_to_pause: Duration,
     /// Documents copied when the job reached `paused`.
     pub at_paused: u64,
@@ -97,9 +97,9 @@ pub async fn drive(
             JobState::Failed | JobState::Cancelled => {
                 poller.progress.finish();
                 anyhow::bail!(
-                    "job {} ended in state {:?}: {}",
+                    "job {} ended in state {}: {}",
                     job.id,
-                    job.state,
+                    job.state.as_str(),
                     job.last_error.as_deref().unwrap_or("no error was recorded")
                 );
             }
@@ -115,11 +115,11 @@ pub async fn drive(
         if started.elapsed() > options.timeout {
             poller.progress.finish();
             anyhow::bail!(
-                "job {} did not complete within {} s (state {:?}, {:.1}%); raise --timeout-seconds \
+                "job {} did not complete within {} s (state {}, {:.1}%); raise --timeout-seconds \
                  or the source's request units",
                 job.id,
                 options.timeout.as_secs(),
-                job.state,
+                job.state.as_str(),
                 job.percent
             );
         }
@@ -166,8 +166,8 @@ async fn pause_and_resume(
         }
         if current.state != JobState::Pausing {
             anyhow::bail!(
-                "after pause the job went to {:?} instead of pausing or paused",
-                current.state
+                "after pause the job went to {} instead of pausing or paused",
+                current.state.as_str()
             );
         }
         if sent.elapsed() > options.timeout {

@@ -72,9 +72,9 @@ impl JobProgress {
     /// Shows `job`'s latest figures, with `throttled` source reads so far.
     pub fn update(&mut self, job: &JobView, throttled: u64) {
         let header = format!(
-            "job {} {:?}: {:.1}% of {} documents, {:.0} docs/s, {} chunks at once, {} throttled reads",
+            "job {} {}: {:.1}% of {} documents, {:.0} docs/s, concurrency {}, {} throttled reads",
             job.name,
-            job.state,
+            job.state.as_str(),
             job.percent,
             job.documents_estimated,
             job.documents_per_second,
