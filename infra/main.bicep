@@ -81,6 +81,10 @@ param leaseSeconds int = 300
 @description('Queue that receives job events as CloudEvents; empty sends no events.')
 param eventsQueueName string = ''
 
+@description('HMAC-SHA256 key that signs job event callbacks (x-vcm-signature header); empty rejects jobs with a callbackUrl.')
+@secure()
+param callbackSigningKey string = ''
+
 @description('Log format of the service.')
 @allowed([
   'json'
@@ -99,6 +103,7 @@ var workQueueNames = [
   '${storagePrefix}-copy'
   '${storagePrefix}-stream'
   '${storagePrefix}-verify'
+  '${storagePrefix}-index'
 ]
 var queueNames = empty(eventsQueueName) ? workQueueNames : concat(workQueueNames, [eventsQueueName])
 var createKeyVault = empty(existingKeyVaultName)
@@ -193,6 +198,7 @@ module functionApp 'modules/functionapp.bicep' = {
     taskTimeBudgetSeconds: taskTimeBudgetSeconds
     leaseSeconds: leaseSeconds
     eventsQueueName: eventsQueueName
+    callbackSigningKey: callbackSigningKey
     logFormat: logFormat
   }
 }

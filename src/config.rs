@@ -25,6 +25,11 @@ pub const SCHEDULER_INTERVAL: &str = "VCM_SCHEDULER_INTERVAL_SECONDS";
 pub const OUTBOUND_IP: &str = "VCM_OUTBOUND_IP";
 pub const EVENTS_QUEUE: &str = "VCM_EVENTS_QUEUE";
 pub const LOG_FORMAT: &str = "VCM_LOG_FORMAT";
+pub const AZURE_CREDENTIAL: &str = "VCM_AZURE_CREDENTIAL";
+pub const SECRET_CACHE: &str = "VCM_SECRET_CACHE_SECONDS";
+pub const PREFLIGHT_TIMEOUT: &str = "VCM_PREFLIGHT_TIMEOUT_SECONDS";
+pub const CALLBACK_SIGNING_KEY: &str = "VCM_CALLBACK_SIGNING_KEY";
+pub const CALLBACK_ALLOW_LOOPBACK: &str = "VCM_CALLBACK_ALLOW_LOOPBACK";
 
 /// Every setting name the service reads.
 pub const ALL_SETTINGS: &[&str] = &[
@@ -47,6 +52,11 @@ pub const ALL_SETTINGS: &[&str] = &[
     OUTBOUND_IP,
     EVENTS_QUEUE,
     LOG_FORMAT,
+    AZURE_CREDENTIAL,
+    SECRET_CACHE,
+    PREFLIGHT_TIMEOUT,
+    CALLBACK_SIGNING_KEY,
+    CALLBACK_ALLOW_LOOPBACK,
 ];
 
 /// A setting that is present but cannot be used.
@@ -88,10 +98,36 @@ pub struct Settings {
     pub scheduler_interval: Duration,
     pub outbound_ip: Option<String>,
     pub events_queue: Option<String>,
+    /// HMAC-SHA256 key that signs callback bodies; jobs with a `callbackUrl` need it.
+    pub callback_signing_key: Option<crate::secrets::Redacted<String>>,
+    /// Lets callbacks reach loopback addresses over plain http; for tests on one machine only.
+    pub callback_allow_loopback: bool,
     pub managed_identity_client_id: Option<String>,
+    /// The Microsoft Entra ID credential for Key Vault and identity-based storage.
+    pub azure_credential: crate::secrets::CredentialKind,
+    /// How long a Key Vault secret is reused before it is read again.
+    pub secret_cache_ttl: Duration,
+    /// How long a preflight check waits for a server before it reports a timeout.
+    pub preflight_timeout: Duration,
 }
 
 impl Settings {
+    /// The credential options for Key Vault: the service's managed identity client id, or the
+    /// storage connection's when only that one is set.
+    pub fn identity_options(&self) -> crate::secrets::IdentityOptions {
+        let storage_client_id = match &self.storage {
+            StorageSettings::Identity { client_id, .. } => client_id.clone(),
+            StorageSettings::ConnectionString(_) => None,
+        };
+        crate::secrets::IdentityOptions {
+            kind: self.azure_credential,
+            client_id: self
+                .managed_identity_client_id
+                .clone()
+                .or(storage_client_id),
+        }
+    }
+
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Self, SettingError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -161,7 +197,23 @@ impl Settings {
             scheduler_interval: seconds(SCHEDULER_INTERVAL, get(SCHEDULER_INTERVAL), 5, 1, 3600)?,
             outbound_ip: get(OUTBOUND_IP),
             events_queue: get(EVENTS_QUEUE),
+            callback_signing_key: get(CALLBACK_SIGNING_KEY).map(crate::secrets::Redacted::new),
+            callback_allow_loopback: parse_bool(
+                CALLBACK_ALLOW_LOOPBACK,
+                get(CALLBACK_ALLOW_LOOPBACK),
+            )?
+            .unwrap_or(false),
             managed_identity_client_id: get(MANAGED_IDENTITY_CLIENT_ID),
+            azure_credential: match get(AZURE_CREDENTIAL) {
+                Some(value) => value.parse().map_err(|reason| SettingError {
+                    name: AZURE_CREDENTIAL,
+                    value,
+                    reason,
+                })?,
+                None => crate::secrets::CredentialKind::default(),
+            },
+            secret_cache_ttl: seconds(SECRET_CACHE, get(SECRET_CACHE), 300, 0, 86_400)?,
+            preflight_timeout: seconds(PREFLIGHT_TIMEOUT, get(PREFLIGHT_TIMEOUT), 15, 1, 300)?,
         })
     }
 }
@@ -279,6 +331,35 @@ mod tests {
         let err = settings(&[(STORAGE_CONNECTION, "x"), (TASK_TIME_BUDGET, "0")]).unwrap_err();
         assert_eq!(err.name, TASK_TIME_BUDGET);
         assert!(err.reason.contains("from 1 to 3600"));
+    }
+
+    #[test]
+    fn credential_kind_and_secret_cache_read() {
+        let s = settings(&[
+            (STORAGE_CONNECTION, "x"),
+            (AZURE_CREDENTIAL, "AzureCli"),
+            (SECRET_CACHE, "0"),
+        ])
+        .unwrap();
+        assert_eq!(s.azure_credential, crate::secrets::CredentialKind::AzureCli);
+        assert_eq!(s.secret_cache_ttl, Duration::ZERO);
+        assert_eq!(s.preflight_timeout, Duration::from_secs(15));
+        let err =
+            settings(&[(STORAGE_CONNECTION, "x"), (AZURE_CREDENTIAL, "default")]).unwrap_err();
+        assert_eq!(err.name, AZURE_CREDENTIAL);
+    }
+
+    #[test]
+    fn identity_client_id_falls_back_to_storage() {
+        let s = settings(&[(STORAGE_ACCOUNT_NAME, "acct"), (STORAGE_CLIENT_ID, "c1")]).unwrap();
+        assert_eq!(s.identity_options().client_id.as_deref(), Some("c1"));
+        let s = settings(&[
+            (STORAGE_ACCOUNT_NAME, "acct"),
+            (STORAGE_CLIENT_ID, "c1"),
+            (MANAGED_IDENTITY_CLIENT_ID, "c2"),
+        ])
+        .unwrap();
+        assert_eq!(s.identity_options().client_id.as_deref(), Some("c2"));
     }
 
     #[test]

@@ -3,23 +3,32 @@
 //!
 //! Layout:
 //! - `config`: settings read from the environment, and the list of their names.
+//! - `events`: job events as CloudEvents, to the events queue and signed HTTPS callbacks.
 //! - `api`: the axum router (job routes, health, Functions invocations) and its error type.
 //! - `jobs`: the job request, its validation, and the lifecycle table for user commands.
 //! - `state`: job, collection and chunk rows on Table Storage with ETag concurrency.
 //! - `queue`: task messages on Queue Storage (ids only).
 //! - `copy`: chunk planning by `_id`, the copy task, the reader and the idempotent writer.
+//! - `indexes`: index plans (translated for vCore), target shard keys and index builds.
 //! - `mongo`: driver clients per credential reference and error classification.
+//! - `preflight`: the checks that run before a job starts, and their report.
 //! - `runtime`: the engine that advances jobs, the Functions contract and standalone workers.
-//! - `secrets`: credential references, vault host checks and redaction.
+//! - `secrets`: credential references, Key Vault reads, the identity credential, vault host
+//!   checks and redaction.
 //! - `storage`: Table and Queue Storage clients.
+//! - `verify`: verification runs that compare target and source chunk by chunk, and the report.
 
 pub mod api;
 pub mod config;
 pub mod copy;
+pub mod events;
+pub mod indexes;
 pub mod jobs;
 pub mod mongo;
+pub mod preflight;
 pub mod queue;
 pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod storage;
+pub mod verify;

@@ -182,6 +182,8 @@ async fn create_job_validation_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_names_are_unique() {
     let h = Harness::start().await;
+    h.insert_source("db", "c", vec![bson::doc! { "_id": 1 }])
+        .await;
     let request = h.job_request("only-once", &[("db", "c")], json!({}));
     let first = h.create_job(&request).await;
     let (status, body) = h.post("/api/jobs", Some(&request)).await;
@@ -225,13 +227,15 @@ async fn unknown_jobs_routes_and_commands() {
     assert_eq!(status, 404);
     assert_error(&body, "notFound", &["/api/nothing"]);
 
+    h.insert_source("db", "c", vec![bson::doc! { "_id": 1 }])
+        .await;
     let request = h.job_request("commands", &[("db", "c")], json!({}));
     let id = h.create_job(&request).await;
     let (status, body) = h.post(&format!("/api/jobs/{id}/explode"), None).await;
     assert_eq!(status, 404);
     assert_error(&body, "notFound", &["explode"]);
 
-    // The collection does not exist, so the job fails; cutover is refused for offline jobs.
+    // Cutover is refused for offline jobs, whatever their state.
     let (status, body) = h.post(&format!("/api/jobs/{id}/cutover"), None).await;
     assert_eq!(status, 409, "{body}");
     assert_error(&body, "commandNotAllowed", &["online"]);

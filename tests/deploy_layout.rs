@@ -66,6 +66,7 @@ const QUEUE_FUNCTIONS: &[(&str, &str)] = &[
     ("copy-task", "%VCM_STORAGE_PREFIX%-copy"),
     ("stream-task", "%VCM_STORAGE_PREFIX%-stream"),
     ("verify-task", "%VCM_STORAGE_PREFIX%-verify"),
+    ("index-task", "%VCM_STORAGE_PREFIX%-index"),
 ];
 
 fn repo_root() -> PathBuf {

@@ -43,18 +43,28 @@ impl Drop for ChildGuard {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
-fn start_emulator(bin_dir: &std::path::Path, personality: &str) -> anyhow::Result<(ChildGuard, String)> {
+fn start_emulator(
+    bin_dir: &std::path::Path,
+    personality: &str,
+) -> anyhow::Result<(ChildGuard, String)> {
     let port = free_port()?;
     let child = Command::new(bin_dir.join("mongo-emulator"))
         .args(["--port", &port.to_string(), "--personality", personality])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("starting mongo-emulator; build it with cargo build --release -p mongo-emulator")?;
-    Ok((ChildGuard(child), format!("mongodb://127.0.0.1:{port}/?directConnection=true")))
+        .context(
+            "starting mongo-emulator; build it with cargo build --release -p mongo-emulator",
+        )?;
+    Ok((
+        ChildGuard(child),
+        format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+    ))
 }
 
 /// Peak resident set size of a process in MiB, from /proc (Linux only).
@@ -91,7 +101,9 @@ async fn load(uri: &str, total: u64) -> anyhow::Result<u64> {
             bytes += bson::to_vec(d)?.len() as u64;
         }
         let coll = coll.clone();
-        pending.push(tokio::spawn(async move { coll.insert_many(batch).await.map(|_| ()) }));
+        pending.push(tokio::spawn(async move {
+            coll.insert_many(batch).await.map(|_| ())
+        }));
         if pending.len() >= 8 {
             for task in pending.drain(..) {
                 task.await??;
@@ -109,17 +121,25 @@ async fn load(uri: &str, total: u64) -> anyhow::Result<u64> {
 async fn raw_pipe(source: &str, target: &str) -> anyhow::Result<(u64, Duration)> {
     let source = Client::with_uri_str(source).await?;
     let target = Client::with_uri_str(target).await?;
-    let from = source.database("bench").collection::<RawDocumentBuf>("docs");
+    let from = source
+        .database("bench")
+        .collection::<RawDocumentBuf>("docs");
     let to = target.database("raw").collection::<RawDocumentBuf>("docs");
     let started = Instant::now();
-    let mut cursor = from.find(doc! {}).sort(doc! { "_id": 1 }).batch_size(1_000).await?;
+    let mut cursor = from
+        .find(doc! {})
+        .sort(doc! { "_id": 1 })
+        .batch_size(1_000)
+        .await?;
     let mut batch = Vec::with_capacity(1_000);
     let mut count = 0;
     while let Some(doc) = cursor.try_next().await? {
         batch.push(doc);
         if batch.len() == 1_000 {
             count += batch.len() as u64;
-            to.insert_many(std::mem::take(&mut batch)).ordered(false).await?;
+            to.insert_many(std::mem::take(&mut batch))
+                .ordered(false)
+                .await?;
         }
     }
     if !batch.is_empty() {
@@ -143,7 +163,10 @@ async fn service_run(
     parallel: u32,
 ) -> anyhow::Result<ServiceRun> {
     let port = free_port()?;
-    let prefix = format!("bench{}", std::process::id() % 100_000 + u32::from(port) % 1000);
+    let prefix = format!(
+        "bench{}",
+        std::process::id() % 100_000 + u32::from(port) % 1000
+    );
     let key = "bench-key";
     let child = Command::new(args.bin_dir.join("vcore-migrate"))
         .arg("standalone")
@@ -155,7 +178,10 @@ async fn service_run(
         .env("VCM_SCHEDULER_INTERVAL_SECONDS", "1")
         .env("BENCH_SOURCE", source)
         .env("BENCH_TARGET", target)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -229,6 +255,28 @@ async fn main() -> anyhow::Result<()> {
         load_started.elapsed().as_secs_f64()
     );
 
+    if std::env::var("BENCH_SCAN_ONLY").is_ok() {
+        let client = Client::with_uri_str(&source).await?;
+        let coll = client.database("bench").collection::<Document>("docs");
+        for batch in [1_000u32, 10_000, 100_000] {
+            let started = Instant::now();
+            let mut cursor = coll
+                .find(doc! {})
+                .projection(doc! { "_id": 1 })
+                .sort(doc! { "_id": 1 })
+                .batch_size(batch)
+                .await?;
+            let mut n = 0u64;
+            while cursor.try_next().await?.is_some() {
+                n += 1;
+            }
+            eprintln!(
+                "id scan, batch {batch}: {n} ids in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        return Ok(());
+    }
     let (raw_count, raw_time) = raw_pipe(&source, &target).await?;
     let raw_rate = raw_count as f64 / raw_time.as_secs_f64();
     let single = service_run(&args, &source, &target, "single", 1).await?;
@@ -243,7 +291,10 @@ async fn main() -> anyhow::Result<()> {
     );
     for (name, run) in [
         ("service, 1 chunk at a time".to_string(), &single),
-        (format!("service, {} chunks at a time", args.parallel), &parallel),
+        (
+            format!("service, {} chunks at a time", args.parallel),
+            &parallel,
+        ),
     ] {
         let rate = run.documents as f64 / run.seconds;
         println!(

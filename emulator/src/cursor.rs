@@ -1,11 +1,12 @@
 //! Server-side cursors for `find`, `aggregate` and change streams.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::changes::stream::StreamCursor;
 use crate::store::StoredDocument;
 
-/// What a cursor returns on `getMore`.
+/// The source of the documents a cursor returns on `getMore`.
 pub enum CursorSource {
     /// Documents computed when the cursor was opened, returned in order.
     Documents(std::vec::IntoIter<StoredDocument>),
@@ -21,10 +22,13 @@ pub struct Cursor {
     pub owner: Option<String>,
 }
 
-/// All open cursors, keyed by id.
+/// How long an unused cursor stays open, as `mongod`'s default `cursorTimeoutMillis`.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// All open cursors, keyed by id, with the time each was last used.
 #[derive(Default)]
 pub struct CursorTable {
-    cursors: HashMap<i64, Cursor>,
+    cursors: HashMap<i64, (Cursor, Instant)>,
     next_id: i64,
 }
 
@@ -35,27 +39,53 @@ impl CursorTable {
         self.next_id += 1;
         let id = (self.next_id << 20) ^ (rand::random::<i64>() & 0xfffff);
         let id = id.abs().max(1);
-        self.cursors.insert(id, cursor);
+        self.expire_idle();
+        self.cursors.insert(id, (cursor, Instant::now()));
         id
     }
 
     pub fn take(&mut self, id: i64) -> Option<Cursor> {
-        self.cursors.remove(&id)
+        self.cursors.remove(&id).map(|(cursor, _)| cursor)
     }
 
     /// Puts back a cursor taken for a `getMore` that did not exhaust it.
     pub fn restore(&mut self, id: i64, cursor: Cursor) {
-        self.cursors.insert(id, cursor);
+        self.cursors.insert(id, (cursor, Instant::now()));
+    }
+
+    /// Closes cursors unused for longer than the idle timeout, so abandoned cursors do not
+    /// keep their documents alive.
+    fn expire_idle(&mut self) {
+        let before = self.cursors.len();
+        self.cursors
+            .retain(|_, (_, used)| used.elapsed() < IDLE_TIMEOUT);
+        let expired = before - self.cursors.len();
+        if expired > 0 {
+            tracing::debug!(expired, "closed idle cursors");
+        }
     }
 
     pub fn contains(&self, id: i64) -> bool {
         self.cursors.contains_key(&id)
     }
 
+    pub fn is_change_stream(&self, id: i64) -> bool {
+        matches!(
+            self.cursors.get(&id),
+            Some((
+                Cursor {
+                    source: CursorSource::ChangeStream(_),
+                    ..
+                },
+                _
+            ))
+        )
+    }
+
     /// Removes cursors on a namespace (after drop or rename) except change streams, which
     /// report the drop themselves.
     pub fn remove_namespace(&mut self, namespace: &str) {
-        self.cursors.retain(|_, c| {
+        self.cursors.retain(|_, (c, _)| {
             c.namespace != namespace || matches!(c.source, CursorSource::ChangeStream(_))
         });
     }

@@ -14,6 +14,27 @@
 //! # }
 //! ```
 //!
+//! # Personalities
+//! - `mongodb`: a MongoDB 7.0 replica-set primary (wire version 21) named `rs0`.
+//! - `cosmos-ru`: Cosmos DB for MongoDB (RU), reported as a 6.0 account named `globaldb`. Change
+//!   streams work only per collection, only with the pipeline `$match` on `operationType` in
+//!   insert/update/replace followed by `$project` of `_id`, `fullDocument`, `ns` and
+//!   `documentKey`, and only with `fullDocument: updateLookup`. Events carry no `operationType`
+//!   or `updateDescription`, deletes are not reported, updates to one document within a batch
+//!   merge into one event, and every event of a batch has the same resume token (the position
+//!   the batch was read from, so resuming from it replays the batch). Documents are
+//!   limited to 2 MB. A request-unit budget (`ru_per_second`) makes reads and writes fail with
+//!   16500 and `RetryAfterMs=N`, per document inside bulk inserts. `getLastRequestStatistics`
+//!   reports the last request's charge.
+//! - `vcore`: Cosmos DB for MongoDB (vCore): 25,000 writes per batch, `_id` values up to 2 KB,
+//!   and collation options rejected.
+//!
+//! # Commands for tests
+//! - `configureFailPoint` with `failCommand`, as on `mongod` started with test commands.
+//! - `shardCollection` (admin) is accepted and recorded; `{emulatorRecordedCommands: 1}` lists
+//!   the recorded commands.
+//! - `{emulatorSetRuPerSecond: N}` changes the cosmos-ru budget at run time; 0 removes it.
+//!
 //! # Layout
 //! - `wire`: message framing, OP_MSG sections, CRC-32C checksums, and the OP_QUERY handshake.
 //! - `server`: the listener, the per-connection loop and [`EmulatorHandle`].

@@ -155,7 +155,7 @@ async fn update_lookup_returns_current_document() {
 }
 
 #[tokio::test]
-async fn resume_after_token_and_start_after_and_operation_time() {
+async fn resume_from_every_start_point() {
     for target in common::targets().await {
         let db = target.client.database(&common::unique_db("resume"));
         let collection = db.collection::<Document>("c");
@@ -412,6 +412,44 @@ async fn get_more_waits_for_a_later_write() {
             target.name
         );
         write.await.unwrap();
+        db.drop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn injected_get_more_failure_is_resumed() {
+    let _serial = common::fail_point_lock().await;
+    for target in common::targets().await {
+        let db = target.client.database(&common::unique_db("csfail"));
+        let collection = db.collection::<Document>("c");
+        db.create_collection("c").await.unwrap();
+        let mut stream = fast(collection.watch()).await.unwrap();
+        collection.insert_one(doc! { "_id": 1 }).await.unwrap();
+        target
+            .client
+            .database("admin")
+            .run_command(doc! {
+                "configureFailPoint": "failCommand",
+                "mode": { "times": 1 },
+                "data": { "failCommands": ["getMore"], "errorCode": 6 },
+            })
+            .await
+            .unwrap();
+        // The driver receives ResumableChangeStreamError, reopens the stream from its token and
+        // still delivers the event.
+        let event = next_event(&mut stream).await;
+        assert_eq!(
+            event.document_key,
+            Some(doc! { "_id": 1 }),
+            "{}",
+            target.name
+        );
+        target
+            .client
+            .database("admin")
+            .run_command(doc! { "configureFailPoint": "failCommand", "mode": "off" })
+            .await
+            .unwrap();
         db.drop().await.unwrap();
     }
 }

@@ -404,3 +404,23 @@ async fn object_ids_sort_in_creation_order() {
         db.drop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn update_without_upsert_creates_nothing() {
+    for target in common::targets().await {
+        let db = target.client.database(&common::unique_db("noupsert"));
+        let result = db
+            .collection::<Document>("absent")
+            .update_one(doc! { "_id": 1 }, doc! { "$set": { "a": 1 } })
+            .await
+            .unwrap();
+        assert_eq!(result.matched_count, 0, "{}", target.name);
+        let names = db.list_collection_names().await.unwrap();
+        assert!(names.is_empty(), "{}: {names:?}", target.name);
+        let empty = db
+            .run_command(doc! { "insert": "c", "documents": [] })
+            .await
+            .unwrap_err();
+        assert_eq!(common::error_code(&empty), Some(16), "{}", target.name);
+    }
+}

@@ -8,7 +8,7 @@ use bson::{
 };
 use futures::TryStreamExt;
 
-/// One `_id` of every BSON type that can be an `_id`, listed in ascending BSON order.
+/// Returns one `_id` of every BSON type that can be an `_id`, in ascending BSON order.
 fn ids_in_bson_order() -> Vec<Bson> {
     vec![
         Bson::MinKey,
@@ -144,7 +144,7 @@ async fn range_operators_are_type_bracketed() {
 }
 
 #[tokio::test]
-async fn int64_beyond_two_pow_53_is_not_its_double() {
+async fn int64_above_2_pow_53_compares_exactly() {
     for target in common::targets().await {
         let db = target.client.database(&common::unique_db("exact"));
         let collection = db.collection::<Document>("c");
@@ -223,7 +223,7 @@ async fn expr_ranges_follow_full_bson_order() {
 }
 
 #[tokio::test]
-async fn sort_treats_missing_as_null_and_arrays_by_extremes() {
+async fn sort_missing_fields_and_arrays() {
     for target in common::targets().await {
         let db = target.client.database(&common::unique_db("sortarr"));
         let collection = db.collection::<Document>("c");

@@ -96,7 +96,7 @@ async fn change_stream_accepts_only_the_documented_shape() {
 }
 
 #[tokio::test]
-async fn change_events_have_no_operation_type_and_no_deletes() {
+async fn change_events_use_cosmos_shape() {
     let (_emulator, client) = cosmos().await;
     let collection = client.database("ru").collection::<Document>("c");
     collection.insert_one(doc! { "_id": 0 }).await.unwrap();
@@ -155,6 +155,36 @@ async fn change_events_have_no_operation_type_and_no_deletes() {
         events[1].get_document("_id").unwrap(),
         "every event of a batch carries the same resume token"
     );
+
+    // Resuming from an event's token replays its whole batch.
+    let token: mongodb::change_stream::event::ResumeToken =
+        bson::from_document(doc! { "_id": events[0].get_document("_id").unwrap().clone() })
+            .map(|wrapper: TokenWrapper| wrapper.id)
+            .unwrap();
+    let mut resumed = collection
+        .watch()
+        .pipeline(cosmos_pipeline())
+        .full_document(FullDocumentType::UpdateLookup)
+        .resume_after(token)
+        .max_await_time(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .with_type::<RawDocumentBuf>();
+    let mut replayed = Vec::new();
+    for _ in 0..20 {
+        if let Some(event) = resumed.next_if_any().await.unwrap() {
+            replayed.push(event.to_document().unwrap());
+        } else if !replayed.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(replayed.len(), events.len(), "the batch is replayed whole");
+}
+
+#[derive(serde::Deserialize)]
+struct TokenWrapper {
+    #[serde(rename = "_id")]
+    id: mongodb::change_stream::event::ResumeToken,
 }
 
 #[tokio::test]
@@ -191,8 +221,8 @@ async fn request_unit_budget_throttles_with_retry_after() {
     let count = collection.count_documents(doc! {}).await.unwrap();
     assert_eq!(count as usize, committed);
 
-    // With one request unit per second, a burst of reads must be throttled; the budget
-    // window may roll over once during the burst, so several reads are tried.
+    // With one request unit per second, a burst of reads must be throttled. The budget window
+    // may roll over once during the burst, so several reads are tried.
     db.run_command(doc! { "emulatorSetRuPerSecond": 1 })
         .await
         .unwrap();

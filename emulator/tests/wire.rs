@@ -110,7 +110,7 @@ async fn more_to_come_write_sends_no_reply() {
         .write_all(&op_msg(1, 2, &insert, Some(("documents", &documents))))
         .await
         .unwrap();
-    // The next reply must answer the count, proving the insert sent none.
+    // The next reply must be the count's, which proves the insert got no reply.
     let count = rawdoc! { "count": "c", "$db": "wire" };
     stream.write_all(&op_msg(2, 0, &count, None)).await.unwrap();
     let mut header = [0u8; 16];
@@ -122,7 +122,7 @@ async fn more_to_come_write_sends_no_reply() {
 }
 
 #[tokio::test]
-async fn legacy_op_query_handshake_is_answered() {
+async fn legacy_op_query_handshake_gets_reply() {
     let (emulator, _client) = common::start_default().await;
     let mut stream = TcpStream::connect(("127.0.0.1", emulator.port()))
         .await
@@ -141,6 +141,7 @@ async fn legacy_op_query_handshake_is_answered() {
     message[4..8].copy_from_slice(&7i32.to_le_bytes());
     message[12..16].copy_from_slice(&2004i32.to_le_bytes());
     stream.write_all(&message).await.unwrap();
+
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).await.unwrap();
     let mut rest = vec![0u8; i32::from_le_bytes(length) as usize - 4];
@@ -157,4 +158,19 @@ async fn legacy_op_query_handshake_is_answered() {
     );
     let reply = Document::from_reader(&rest[32..]).unwrap();
     assert_eq!(reply.get_bool("ismaster"), Ok(true));
+}
+
+#[tokio::test]
+async fn shutdown_closes_listener_and_connections() {
+    let (emulator, _client) = common::start_default().await;
+    let port = emulator.port();
+    let mut open = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    emulator.shutdown().await;
+    let mut buffer = [0u8; 1];
+    let read = open.read(&mut buffer).await.unwrap_or(0);
+    assert_eq!(read, 0, "open connections are closed");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "the listener is closed"
+    );
 }

@@ -61,6 +61,10 @@ param leaseSeconds int
 @description('Queue that receives job events as CloudEvents; empty for none.')
 param eventsQueueName string = ''
 
+@description('HMAC-SHA256 key that signs job event callbacks; empty rejects jobs with a callbackUrl.')
+@secure()
+param callbackSigningKey string = ''
+
 @description('Log format of the service: json for Application Insights queries, text for reading.')
 @allowed([
   'json'
@@ -97,9 +101,15 @@ var appSettings = union(
     VCM_TASK_TIME_BUDGET_SECONDS: string(taskTimeBudgetSeconds)
     VCM_LEASE_SECONDS: string(leaseSeconds)
     VCM_LOG_FORMAT: logFormat
+    VCM_AZURE_CREDENTIAL: 'managedidentity'
+    VCM_SECRET_CACHE_SECONDS: '300'
+    VCM_PREFLIGHT_TIMEOUT_SECONDS: '15'
+    // Callbacks to loopback addresses exist for local tests only.
+    VCM_CALLBACK_ALLOW_LOOPBACK: 'false'
   },
   empty(outboundIp) ? {} : { VCM_OUTBOUND_IP: outboundIp },
-  empty(eventsQueueName) ? {} : { VCM_EVENTS_QUEUE: eventsQueueName }
+  empty(eventsQueueName) ? {} : { VCM_EVENTS_QUEUE: eventsQueueName },
+  empty(callbackSigningKey) ? {} : { VCM_CALLBACK_SIGNING_KEY: callbackSigningKey }
 )
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {

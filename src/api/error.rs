@@ -16,11 +16,19 @@ pub struct ApiError {
     pub details: Option<Value>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error response. Some errors add fields: a rejected command adds the job's
+/// `state` and its `allowedCommands`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
+    /// A stable, machine-readable code such as `notFound` or `commandNotAllowed`.
+    #[schema(value_type = String, example = "notFound")]
     code: &'a str,
+    /// What failed, on which value, and what to do next.
+    #[schema(value_type = String, example = "no job has id 42; list jobs with GET /api/jobs")]
     message: &'a str,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     details: Option<&'a Value>,
 }
 

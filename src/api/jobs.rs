@@ -9,7 +9,8 @@ use chrono::Utc;
 use serde_json::json;
 use tracing::info;
 
-use super::view::{job_detail, job_summary};
+use super::error::ErrorBody;
+use super::view::{job_detail, job_summary, JobDetail, JobList};
 use super::ApiError;
 use crate::jobs::{transition, validate_request, Command, JobRequest, JobState};
 use crate::runtime::engine::Engine;
@@ -17,10 +18,30 @@ use crate::state::{ChunkState, CollectionRecord, CollectionState, JobRecord, Sto
 
 /// `GET /`: answers the Functions host's readiness probe and names the service.
 pub async fn root() -> impl IntoResponse {
-    Json(json!({ "service": "vcore-migrate", "api": "/api/jobs" }))
+    Json(json!({
+        "service": "vcore-migrate",
+        "api": "/api/jobs",
+        "openapi": "/api/openapi.json",
+        "monitor": "/api/monitor"
+    }))
 }
 
 /// `GET /api/health`.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "service",
+    operation_id = "getHealth",
+    summary = "Check the service's health",
+    description = "Reports whether the service can read its Table Storage. It needs no key in standalone mode.",
+    security(()),
+    responses(
+        (status = 200, description = "Table Storage is reachable.", content_type = "application/json",
+            example = json!({"status": "ok", "version": "0.1.0"})),
+        (status = 503, description = "Table Storage is not reachable.", content_type = "application/json",
+            example = json!({"status": "unavailable", "version": "0.1.0", "message": "table storage is not reachable; check AzureWebJobsStorage"}))
+    )
+)]
 pub async fn health(State(engine): State<Engine>) -> Response {
     match engine.store.jobs().await {
         Ok(_) => {
@@ -43,13 +64,14 @@ pub async fn health(State(engine): State<Engine>) -> Response {
 
 pub async fn unknown_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no route {}; the API has /api/jobs, /api/jobs/{{id}}, /api/jobs/{{id}}/{{command}} and /api/health",
+        "no route {}; the API has /api/jobs, /api/jobs/validate, /api/jobs/{{id}}, \
+         /api/jobs/{{id}}/{{command}} and /api/health",
         uri.path()
     ))
 }
 
 /// Parses a JSON body, naming the field at fault.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "invalidBody",
@@ -70,21 +92,41 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
 }
 
 /// `POST /api/jobs`.
+#[utoipa::path(
+    post,
+    path = "/api/jobs",
+    tag = "jobs",
+    operation_id = "createJob",
+    summary = "Create a migration job",
+    description = "Validates the job definition, stores the job and starts planning it. The source and \
+        target name where the connection strings live (an app setting or a Key Vault secret), never \
+        the strings themselves.",
+    request_body(content = JobRequest, description = "The job definition.", example = json!({
+        "name": "orders-to-vcore",
+        "mode": "offline",
+        "source": {"setting": "SOURCE_URI"},
+        "target": {"vaultUri": "https://contoso-kv.vault.azure.net/", "secretName": "target-uri"},
+        "collections": [{"database": "shop", "collection": "orders"}],
+        "options": {"maxParallelChunks": 4, "callbackUrl": "https://hooks.contoso.com/migrations"}
+    })),
+    responses(
+        (status = 201, description = "The job was created; `Location` names it.", body = JobDetail,
+            headers(("Location" = String, description = "The job's URL."))),
+        (status = 400, description = "The definition is invalid; the message names the field.", body = ErrorBody),
+        (status = 401, description = "The key is missing or wrong.", body = ErrorBody),
+        (status = 409, description = "A job with this name exists (`nameTaken`).", body = ErrorBody)
+    )
+)]
 pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Response, ApiError> {
     let request: JobRequest = parse_body(&body)?;
     validate_request(&request).map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    for (field, reference) in [("source", &request.source), ("target", &request.target)] {
-        reference
-            .resolve_setting(|name| std::env::var(name).ok())
-            .map_err(|e| {
-                let code = if field == "source" {
-                    "invalidSource"
-                } else {
-                    "invalidTarget"
-                };
-                ApiError::bad_request(code, format!("{field}: {e}"))
-            })?;
+    // Checks of the request itself come before preflight, which contacts the servers.
+    if let Some(url) = &request.options.callback_url {
+        engine.events.check_callback(url).await.map_err(|e| {
+            ApiError::bad_request("invalidCallbackUrl", format!("options.callbackUrl: {e}"))
+        })?;
     }
+    super::preflight::require_preflight(&engine, &request).await?;
 
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -103,6 +145,9 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
         initial_copy_done: false,
         plan_lease_until: Some(now + engine.lease()),
         plan_owner: None,
+        event_delivery_error: None,
+        event_delivery_failures: 0,
+        verification: None,
         request: request.clone(),
     };
     let collections: Vec<CollectionRecord> = request
@@ -124,9 +169,13 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
             started_at: None,
             finished_at: None,
             last_error: None,
+            indexes: Default::default(),
         })
         .collect();
     engine.store.create_job(&job, &collections).await?;
+    engine
+        .events
+        .publish(crate::events::EventType::Created, &job, None, None);
     engine.send_plan(&id).await?;
     info!(job_id = %id, name = %job.name, mode = job.mode.as_str(), collections = collections.len(), "job created");
 
@@ -140,6 +189,18 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
 }
 
 /// `GET /api/jobs`.
+#[utoipa::path(
+    get,
+    path = "/api/jobs",
+    tag = "jobs",
+    operation_id = "listJobs",
+    summary = "List jobs",
+    description = "Returns every job, newest first, with its state and overall progress.",
+    responses(
+        (status = 200, description = "The jobs.", body = JobList),
+        (status = 401, description = "The key is missing or wrong.", body = ErrorBody)
+    )
+)]
 pub async fn list_jobs(State(engine): State<Engine>) -> Result<Response, ApiError> {
     let mut jobs = engine.store.jobs().await?;
     jobs.sort_by_key(|j| std::cmp::Reverse(j.value.created_at));
@@ -149,10 +210,24 @@ pub async fn list_jobs(State(engine): State<Engine>) -> Result<Response, ApiErro
         let chunks = engine.store.chunks_of_job(&job.value.id).await?;
         rows.push(job_summary(&job_detail(&job.value, &collections, &chunks)));
     }
-    Ok(Json(json!({ "jobs": rows })).into_response())
+    Ok(Json(JobList { jobs: rows }).into_response())
 }
 
 /// `GET /api/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    operation_id = "getJob",
+    summary = "Get a job",
+    description = "Returns the job with per-collection progress and the commands its state allows.",
+    params(("id" = String, Path, description = "The job id returned by createJob.")),
+    responses(
+        (status = 200, description = "The job.", body = JobDetail),
+        (status = 401, description = "The key is missing or wrong.", body = ErrorBody),
+        (status = 404, description = "No job has this id.", body = ErrorBody)
+    )
+)]
 pub async fn get_job(
     State(engine): State<Engine>,
     Path(id): Path<String>,
@@ -160,16 +235,46 @@ pub async fn get_job(
     Ok(Json(load_detail(&engine, &id).await?).into_response())
 }
 
-async fn load_detail(engine: &Engine, id: &str) -> Result<super::view::JobDetail, ApiError> {
+pub(super) async fn load_detail(
+    engine: &Engine,
+    id: &str,
+) -> Result<super::view::JobDetail, ApiError> {
     let job = engine.store.job(id).await?.ok_or_else(|| {
         ApiError::not_found(format!("no job has id {id}; list jobs with GET /api/jobs"))
     })?;
     let collections = engine.store.collections(id).await?;
     let chunks = engine.store.chunks_of_job(id).await?;
-    Ok(job_detail(&job.value, &collections, &chunks))
+    let mut detail = job_detail(&job.value, &collections, &chunks);
+    if job.value.verification.is_some() {
+        let units = engine.store.verify_units_of_job(id).await?;
+        detail.verification = crate::verify::report::summary(&job.value, &units);
+    }
+    Ok(detail)
 }
 
 /// `POST /api/jobs/{id}/{command}`.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/{id}/{command}",
+    tag = "jobs",
+    operation_id = "runJobCommand",
+    summary = "Pause, resume, cancel or cut over a job",
+    description = "`pause` stops new work at the next checkpoint; `resume` continues a paused job, or \
+        retries the failed work of a failed job; `cancel` ends the job for good; `cutover` (online \
+        jobs) drains replication and completes the job. The job's `allowedCommands` lists what its \
+        state allows.",
+    params(
+        ("id" = String, Path, description = "The job id."),
+        ("command" = Command, Path, description = "The command to run.")
+    ),
+    responses(
+        (status = 202, description = "The command was accepted; the body is the job after the change.", body = JobDetail),
+        (status = 401, description = "The key is missing or wrong.", body = ErrorBody),
+        (status = 404, description = "No job has this id, or the command is unknown.", body = ErrorBody),
+        (status = 409, description = "The job's state does not allow the command (`commandNotAllowed`); the body adds `state` and `allowedCommands`.", body = ErrorBody,
+            example = json!({"code": "commandNotAllowed", "message": "cannot resume job orders: the job is not paused or failed (state copying, allowed commands: pause, cancel)", "state": "copying", "allowedCommands": ["pause", "cancel"]}))
+    )
+)]
 pub async fn run_command(
     State(engine): State<Engine>,
     Path((id, command_name)): Path<(String, String)>,
@@ -185,29 +290,8 @@ pub async fn run_command(
             ApiError::not_found(format!("no job has id {id}; list jobs with GET /api/jobs"))
         })?;
         let before = job.value.state;
-        let next = transition(job.value.lifecycle(), command).map_err(|rejection| {
-            let allowed: Vec<&str> = crate::jobs::allowed_commands(job.value.lifecycle())
-                .into_iter()
-                .map(Command::as_str)
-                .collect();
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "commandNotAllowed",
-                format!(
-                    "cannot {} job {}: {} (state {}, allowed commands: {})",
-                    command.as_str(),
-                    job.value.name,
-                    rejection.reason,
-                    before.as_str(),
-                    if allowed.is_empty() {
-                        "none".to_string()
-                    } else {
-                        allowed.join(", ")
-                    }
-                ),
-            )
-            .with_details(json!({ "state": before, "allowedCommands": allowed }))
-        })?;
+        let next = transition(job.value.lifecycle(), command)
+            .map_err(|rejection| command_rejected(&job.value, command, &rejection))?;
         job.value.state = next.state;
         job.value.resume_to = next.resume_to;
         job.value.updated_at = Utc::now();
@@ -220,14 +304,47 @@ pub async fn run_command(
             Err(e) => return Err(e.into()),
         }
         info!(job_id = %id, command = command.as_str(), from = before.as_str(), to = next.state.as_str(), "job command accepted");
+        engine.events.state_changed(&job.value, before);
 
         if command == Command::Resume {
+            if before == JobState::VerificationFailed {
+                crate::verify::requeue_affected_chunks(&engine, &id).await?;
+            }
             requeue_failed_work(&engine, &id).await?;
         }
         engine.advance_job(&id).await?;
         let detail = load_detail(&engine, &id).await?;
         return Ok((StatusCode::ACCEPTED, Json(detail)).into_response());
     }
+}
+
+/// The 409 for a command the lifecycle table rejects, naming the state and the allowed commands.
+pub(super) fn command_rejected(
+    job: &JobRecord,
+    command: Command,
+    rejection: &crate::jobs::Rejection,
+) -> ApiError {
+    let allowed: Vec<&str> = crate::jobs::allowed_commands(job.lifecycle())
+        .into_iter()
+        .map(Command::as_str)
+        .collect();
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "commandNotAllowed",
+        format!(
+            "cannot {} job {}: {} (state {}, allowed commands: {})",
+            command.as_str(),
+            job.name,
+            rejection.reason,
+            job.state.as_str(),
+            if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        ),
+    )
+    .with_details(json!({ "state": job.state, "allowedCommands": allowed }))
 }
 
 /// After `resume`: failed chunks wait to be copied again, failed unplanned collections are
@@ -253,6 +370,7 @@ async fn requeue_failed_work(engine: &Engine, job_id: &str) -> Result<(), ApiErr
                 CollectionState::Pending
             };
             collection.value.last_error = None;
+            collection.value.indexes.retry_failed();
             match engine.store.replace_collection(job_id, &collection).await {
                 Ok(_) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),

@@ -1,9 +1,14 @@
 //! The HTTP API (axum): job routes, health, the Functions invocation route, and the API key
-//! check for standalone mode.
+//! check for standalone mode. The OpenAPI document and the monitor page need no key, so they sit
+//! outside the API key layer.
 
 mod auth;
 mod error;
 mod jobs;
+mod monitor;
+pub mod openapi;
+mod preflight;
+mod verification;
 mod view;
 
 pub use error::ApiError;
@@ -27,7 +32,13 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
     let api = Router::new()
         .route("/api/health", get(jobs::health))
         .route("/api/jobs", post(jobs::create_job).get(jobs::list_jobs))
+        .route("/api/jobs/validate", post(preflight::validate_job))
         .route("/api/jobs/{id}", get(jobs::get_job))
+        .route("/api/jobs/{id}/verify", post(verification::verify_job))
+        .route(
+            "/api/jobs/{id}/verification",
+            get(verification::get_verification),
+        )
         .route("/api/jobs/{id}/{command}", post(jobs::run_command))
         .fallback(jobs::unknown_route);
 
@@ -39,7 +50,11 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
         Mount::FunctionsHost => api,
     };
 
-    let mut app = Router::new().route("/", get(jobs::root)).merge(api);
+    let mut app = Router::new()
+        .route("/", get(jobs::root))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/monitor", get(monitor::page))
+        .merge(api);
     if mount == Mount::FunctionsHost {
         app = app.route("/{function}", post(crate::runtime::functions::invoke));
     }

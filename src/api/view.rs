@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::indexes::plan::{build_counts, index_views, BuildCounts, IndexView};
 use crate::jobs::{allowed_commands, Command, JobState, Mode, SourceKind};
 use crate::state::{ChunkRecord, ChunkState, CollectionRecord, JobRecord, Versioned};
 
 /// One row of `GET /api/jobs`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSummary {
     pub id: String,
@@ -21,8 +22,14 @@ pub struct JobSummary {
     pub allowed_commands: Vec<Command>,
 }
 
+/// `GET /api/jobs`: every job, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobSummary>,
+}
+
 /// `GET /api/jobs/{id}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDetail {
     pub id: String,
@@ -42,14 +49,22 @@ pub struct JobDetail {
     pub documents_estimated: u64,
     pub bytes_copied: u64,
     pub documents_per_second: f64,
+    /// The last job event that could not be delivered, if any.
+    pub event_delivery_error: Option<String>,
+    pub event_delivery_failures: u64,
     pub collections: Vec<CollectionView>,
+    /// The latest verification run; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub verification: Option<crate::verify::report::VerificationSummary>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionView {
     pub source: String,
     pub target: String,
+    #[schema(value_type = String, example = "copying")]
     pub state: &'static str,
     pub documents_estimated: u64,
     pub documents_copied: u64,
@@ -66,6 +81,12 @@ pub struct CollectionView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Each source index with its action (create, translate, skip), reason and build state.
+    pub indexes: Vec<IndexView>,
+    /// Build progress over `indexes`.
+    pub index_builds: BuildCounts,
+    /// Whether the target collection was sharded on the job's `targetShardKey`.
+    pub target_sharded: bool,
 }
 
 pub fn collection_view(
@@ -117,6 +138,9 @@ pub fn collection_view(
         started_at: collection.started_at,
         finished_at: collection.finished_at,
         last_error,
+        indexes: index_views(&collection.indexes.plan),
+        index_builds: build_counts(&collection.indexes.plan),
+        target_sharded: collection.indexes.target_sharded,
     }
 }
 
@@ -161,7 +185,10 @@ pub fn job_detail(
         documents_estimated: estimated,
         bytes_copied: bytes,
         documents_per_second: rate(copied, started, job.finished_at, now),
+        event_delivery_error: job.event_delivery_error.clone(),
+        event_delivery_failures: job.event_delivery_failures,
         collections: views,
+        verification: None,
     }
 }
 

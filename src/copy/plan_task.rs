@@ -53,7 +53,8 @@ async fn plan_job(
         .await
         .map_err(|e| CopyError::Copy(format!("target: {e}")))?;
 
-    if job.value.source_kind.is_none() {
+    let mut source_kind = job.value.source_kind;
+    if source_kind.is_none() {
         let kind = match request.options.source_kind {
             SourceKind::Auto => {
                 let first = &request.collections[0].database;
@@ -63,7 +64,9 @@ async fn plan_job(
         };
         update_job(engine, &task.job_id, |j| j.source_kind = Some(kind)).await?;
         info!(source_kind = ?kind, "source kind decided");
+        source_kind = Some(kind);
     }
+    let source_kind = source_kind.unwrap_or_default();
 
     for collection in engine.store.collections(&task.job_id).await? {
         if collection.value.planned || collection.value.state == CollectionState::Failed {
@@ -75,6 +78,7 @@ async fn plan_job(
             &source,
             &target,
             &job.value.request,
+            source_kind,
             collection,
             deadline,
         )
@@ -108,6 +112,7 @@ async fn plan_collection(
     source: &Client,
     target: &Client,
     request: &crate::jobs::JobRequest,
+    source_kind: SourceKind,
     mut collection: Versioned<CollectionRecord>,
     deadline: Instant,
 ) -> Result<PlanStep, CopyError> {
@@ -152,6 +157,19 @@ async fn plan_collection(
                 fail_collection(engine, &mut collection, &reason).await?;
                 return Ok(PlanStep::Done);
             }
+        }
+        let prepared = crate::indexes::prepare_collection(
+            engine,
+            source,
+            target,
+            request,
+            source_kind,
+            &mut collection,
+        )
+        .await?;
+        if let Err(reason) = prepared {
+            fail_collection(engine, &mut collection, &reason).await?;
+            return Ok(PlanStep::Done);
         }
         collection.value.state = CollectionState::Planning;
         collection.value.estimated_documents = documents;
@@ -349,7 +367,9 @@ async fn fail_collection(
     save_collection(engine, collection).await
 }
 
-async fn save_collection(
+/// Replaces the collection row and keeps the new ETag. A concurrent change stops the task, so
+/// its message is delivered again and decides from the new row.
+pub(crate) async fn save_collection(
     engine: &Engine,
     collection: &mut Versioned<CollectionRecord>,
 ) -> Result<(), CopyError> {
@@ -360,7 +380,9 @@ async fn save_collection(
             Ok(())
         }
         Err(StoreError::Conflict) => Err(CopyError::Copy(
-            "another plan task changed this collection; this one stopped".into(),
+            "another task changed this collection's row; this one stopped and its message will be \
+             delivered again"
+                .into(),
         )),
         Err(e) => Err(e.into()),
     }
@@ -404,6 +426,7 @@ async fn claim_planning(
                 "another plan task holds job {job_id}; this message is a duplicate"
             )));
         }
+        let previous = job.value.state;
         if job.value.state == JobState::Queued {
             job.value.state = JobState::Planning;
         }
@@ -413,6 +436,7 @@ async fn claim_planning(
         match engine.store.replace_job(&job).await {
             Ok(etag) => {
                 job.etag = etag;
+                engine.events.state_changed(&job.value, previous);
                 return Ok(Ok(job));
             }
             Err(StoreError::Conflict) => continue,

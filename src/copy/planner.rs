@@ -69,17 +69,33 @@ impl PlanCursor {
     }
 }
 
+/// Chunk sizes start at 1/16 of the requested size (when that is at least this many documents)
+/// and double with each chunk, so the first copy task can start while the planner is still
+/// reading `_id`s.
+const RAMP_MIN_DOCUMENTS: u64 = 1_000;
+
 /// Folds a sorted stream of `_id`s into chunks.
 #[derive(Debug)]
 pub struct Splitter {
     chunk_documents: u64,
+    /// The size limit of the open chunk while sizes ramp up.
+    current_limit: u64,
     open: Option<(PlanCursor, u64)>,
 }
 
 impl Splitter {
     pub fn new(chunk_documents: u64, resume: Option<PlanCursor>) -> Self {
+        let chunk_documents = chunk_documents.max(1);
+        let first = chunk_documents / 16;
+        // A resumed plan has already written its small chunks.
+        let current_limit = if first >= RAMP_MIN_DOCUMENTS && resume.is_none() {
+            first
+        } else {
+            chunk_documents
+        };
         Splitter {
-            chunk_documents: chunk_documents.max(1),
+            chunk_documents,
+            current_limit,
             open: resume.map(|cursor| (cursor, 0)),
         }
     }
@@ -108,14 +124,13 @@ impl Splitter {
                 ));
                 Some(close(cursor, None, count))
             }
-            Some((cursor, count))
-                if count >= self.chunk_documents && !bracket.is_single_valued() =>
-            {
+            Some((cursor, count)) if count >= self.current_limit && !bracket.is_single_valued() => {
                 let next = PlanCursor {
                     bracket,
                     lower: Some(id.clone()),
                 };
                 self.open = Some((next, 1));
+                self.current_limit = (self.current_limit * 2).min(self.chunk_documents);
                 Some(close(cursor, Some(id.clone()), count))
             }
             Some((cursor, count)) => {
@@ -260,6 +275,16 @@ mod tests {
         assert_eq!(branches.len(), 2);
         let decoded = PlanCursor::decode(&cursor.encode()).unwrap();
         assert_eq!(decoded, cursor);
+    }
+
+    #[test]
+    fn large_chunks_ramp_up() {
+        let ids: Vec<Bson> = (0..200_000).map(Bson::Int32).collect();
+        let chunks = split(&ids, 64_000);
+        let sizes: Vec<u64> = chunks.iter().map(|c| c.documents).collect();
+        assert_eq!(sizes[..4], [4_000, 8_000, 16_000, 32_000]);
+        assert!(sizes[4..].iter().all(|s| *s <= 64_000));
+        assert_eq!(sizes.iter().sum::<u64>(), 200_000);
     }
 
     #[test]

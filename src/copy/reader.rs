@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bson::{doc, Bson, RawDocumentBuf};
+use bson::{doc, Bson, Document, RawDocumentBuf};
 use futures::TryStreamExt;
 use mongodb::options::Hint;
 use mongodb::Collection;
@@ -40,9 +40,29 @@ pub fn spawn_reader(
     after: Option<Bson>,
     batch_size: u32,
 ) -> mpsc::Receiver<Result<Batch, ReadError>> {
+    spawn_filtered_reader(
+        source,
+        move |after| Some(range.filter(after)),
+        after,
+        batch_size,
+    )
+}
+
+/// Starts reading the documents that `filter(after)` selects, in `_id` order. After an
+/// interruption the reader asks `filter` again with the last `_id` it sent; `None` means
+/// nothing is left to read.
+pub fn spawn_filtered_reader<F>(
+    source: Collection<RawDocumentBuf>,
+    filter: F,
+    after: Option<Bson>,
+    batch_size: u32,
+) -> mpsc::Receiver<Result<Batch, ReadError>>
+where
+    F: Fn(Option<&Bson>) -> Option<Document> + Send + Sync + 'static,
+{
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
-        if let Err(e) = read_range(&source, &range, after, batch_size, &tx).await {
+        if let Err(e) = read_range(&source, &filter, after, batch_size, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     });
@@ -51,7 +71,7 @@ pub fn spawn_reader(
 
 async fn read_range(
     source: &Collection<RawDocumentBuf>,
-    range: &ChunkRange,
+    filter: &impl Fn(Option<&Bson>) -> Option<Document>,
     mut after: Option<Bson>,
     batch_size: u32,
     tx: &mpsc::Sender<Result<Batch, ReadError>>,
@@ -59,8 +79,11 @@ async fn read_range(
     let mut attempts = 0u32;
     let mut throttled = 0u32;
     loop {
+        let Some(query) = filter(after.as_ref()) else {
+            return Ok(());
+        };
         let mut cursor = match source
-            .find(range.filter(after.as_ref()))
+            .find(query)
             .sort(doc! { "_id": 1 })
             .hint(Hint::Keys(doc! { "_id": 1 }))
             .batch_size(batch_size)
@@ -139,7 +162,9 @@ fn take_batch(
     Ok(batch)
 }
 
-async fn wait_or_fail(
+/// Waits before a retry of a throttled or transient read, counting it, or returns the error
+/// that ends the read.
+pub(crate) async fn wait_or_fail(
     error: &mongodb::error::Error,
     attempts: &mut u32,
     throttled: &mut u32,

@@ -324,7 +324,11 @@ async fn stop_for_job_state(
 
 /// Halves the job's concurrency after throttling and raises it by one after a clean run, within
 /// 1 and the job's `maxParallelChunks`.
-async fn adapt_concurrency(engine: &Engine, job_id: &str, throttled: u32) -> Result<(), CopyError> {
+pub(crate) async fn adapt_concurrency(
+    engine: &Engine,
+    job_id: &str,
+    throttled: u32,
+) -> Result<(), CopyError> {
     loop {
         let Some(mut job) = engine.store.job(job_id).await? else {
             return Ok(());
@@ -398,7 +402,18 @@ pub async fn mark_chunk_failed(
         if chunk.value.state == ChunkState::Done {
             return Ok(());
         }
+        // A chunk already marked failed keeps the error that failed it; a later poison-queue
+        // notice for the same message adds nothing.
+        if final_failure && chunk.value.state == ChunkState::Failed {
+            return Ok(());
+        }
         chunk.value.failures += 1;
+        let reason = match (&chunk.value.last_error, final_failure) {
+            (Some(previous), true) if !reason.contains(previous.as_str()) => {
+                format!("{reason}; last error: {previous}")
+            }
+            _ => reason.to_string(),
+        };
         chunk.value.last_error = Some(reason.chars().take(2_000).collect());
         chunk.value.owner = None;
         if final_failure {

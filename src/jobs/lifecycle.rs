@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 use super::model::Mode;
 
 /// A job's lifecycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum JobState {
     Queued,
     Planning,
     Copying,
+    /// Comparing the target with the source, chunk by chunk.
+    Verifying,
     Replicating,
     CuttingOver,
     Completed,
@@ -23,13 +25,16 @@ pub enum JobState {
     Cancelling,
     Cancelled,
     Failed,
+    /// Verification found differences or could not read a chunk; the report lists them.
+    VerificationFailed,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 11] = [
+    pub const ALL: [JobState; 13] = [
         JobState::Queued,
         JobState::Planning,
         JobState::Copying,
+        JobState::Verifying,
         JobState::Replicating,
         JobState::CuttingOver,
         JobState::Completed,
@@ -38,6 +43,7 @@ impl JobState {
         JobState::Cancelling,
         JobState::Cancelled,
         JobState::Failed,
+        JobState::VerificationFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +51,7 @@ impl JobState {
             JobState::Queued => "queued",
             JobState::Planning => "planning",
             JobState::Copying => "copying",
+            JobState::Verifying => "verifying",
             JobState::Replicating => "replicating",
             JobState::CuttingOver => "cuttingOver",
             JobState::Completed => "completed",
@@ -53,6 +60,7 @@ impl JobState {
             JobState::Cancelling => "cancelling",
             JobState::Cancelled => "cancelled",
             JobState::Failed => "failed",
+            JobState::VerificationFailed => "verificationFailed",
         }
     }
 
@@ -67,6 +75,7 @@ impl JobState {
             JobState::Queued
                 | JobState::Planning
                 | JobState::Copying
+                | JobState::Verifying
                 | JobState::Replicating
                 | JobState::CuttingOver
         )
@@ -79,21 +88,24 @@ impl JobState {
 }
 
 /// A command a user sends to a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Command {
     Pause,
     Resume,
     Cancel,
     Cutover,
+    /// Compare the target with the source again.
+    Verify,
 }
 
 impl Command {
-    pub const ALL: [Command; 4] = [
+    pub const ALL: [Command; 5] = [
         Command::Pause,
         Command::Resume,
         Command::Cancel,
         Command::Cutover,
+        Command::Verify,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +114,7 @@ impl Command {
             Command::Resume => "resume",
             Command::Cancel => "cancel",
             Command::Cutover => "cutover",
+            Command::Verify => "verify",
         }
     }
 
@@ -117,8 +130,10 @@ pub struct Lifecycle {
     pub mode: Mode,
     /// The active state a paused or failed job returns to on `resume`.
     pub resume_to: Option<JobState>,
-    /// Whether every collection finished its initial copy (cutover needs it).
+    /// Whether every collection finished its initial copy (cutover and verify need it).
     pub initial_copy_done: bool,
+    /// Whether a verification run is preparing or running.
+    pub verification_running: bool,
 }
 
 /// Why a command is not allowed now.
@@ -140,19 +155,20 @@ pub fn transition(job: Lifecycle, command: Command) -> Result<Lifecycle, Rejecti
     };
 
     match (command, job.state) {
+        (Command::Verify, _) => verify(job),
         (_, Completed | Cancelled) => {
             reject(format!("the job is {}, which is final", job.state.as_str()))
         }
 
-        (Command::Pause, Queued | Planning | Copying | Replicating | CuttingOver) => {
+        (Command::Pause, Queued | Planning | Copying | Verifying | Replicating | CuttingOver) => {
             next(Pausing, Some(job.state))
         }
         (Command::Pause, Pausing | Paused) => reject("the job is already paused".into()),
-        (Command::Pause, Cancelling | Failed) => {
+        (Command::Pause, Cancelling | Failed | VerificationFailed) => {
             reject(format!("a {} job cannot be paused", job.state.as_str()))
         }
 
-        (Command::Resume, Pausing | Paused | Failed) => match job.resume_to {
+        (Command::Resume, Pausing | Paused | Failed | VerificationFailed) => match job.resume_to {
             Some(target) if target.is_active() => next(target, None),
             _ => reject("the job has no phase to resume; create a new job".into()),
         },
@@ -173,9 +189,36 @@ pub fn transition(job: Lifecycle, command: Command) -> Result<Lifecycle, Rejecti
         (Command::Cutover, Pausing | Paused) => {
             reject("the job is paused; resume it before cutover".into())
         }
-        (Command::Cutover, Cancelling | Failed) => {
+        (Command::Cutover, Verifying | Cancelling | Failed | VerificationFailed) => {
             reject(format!("a {} job cannot be cut over", job.state.as_str()))
         }
+    }
+}
+
+/// Decides `verify`: a completed or failed verification starts again, and an online job that
+/// is replicating verifies beside its change streams without leaving `replicating`.
+fn verify(job: Lifecycle) -> Result<Lifecycle, Rejection> {
+    use JobState::*;
+    let reject = |reason: String| Err(Rejection { reason });
+    match job.state {
+        Pausing | Paused => reject("the job is paused; resume it before verifying".into()),
+        Cancelling | Cancelled | Failed => {
+            reject(format!("a {} job cannot be verified", job.state.as_str()))
+        }
+        CuttingOver => reject("cutover verifies the target itself as its last step".into()),
+        _ if job.verification_running => reject("a verification is already running".into()),
+        Queued | Planning | Copying => reject(
+            "verification is allowed once the initial copy of every collection has finished".into(),
+        ),
+        _ if !job.initial_copy_done => reject(
+            "verification is allowed once the initial copy of every collection has finished".into(),
+        ),
+        Replicating => Ok(job),
+        Verifying | Completed | VerificationFailed => Ok(Lifecycle {
+            state: Verifying,
+            resume_to: None,
+            ..job
+        }),
     }
 }
 
@@ -198,19 +241,26 @@ mod tests {
             mode,
             resume_to: None,
             initial_copy_done: false,
+            verification_running: false,
         }
     }
 
-    /// The expected result of every (state, command) pair for an online job whose initial copy
-    /// finished and that remembers `Copying` as its resume target.
-    fn expected_online(state: JobState, command: Command) -> Option<JobState> {
+    /// The expected result of every (state, command) pair for a job that remembers `Copying` as
+    /// its resume target: an online job whose initial copy finished (`online_copied`), or an
+    /// offline job whose copy has not, which may neither verify nor cut over.
+    fn expected(state: JobState, command: Command, online_copied: bool) -> Option<JobState> {
         match (command, state) {
+            (Command::Verify | Command::Cutover, _) if !online_copied => None,
+            (Command::Verify, Replicating) => Some(Replicating),
+            (Command::Verify, Verifying | Completed | VerificationFailed) => Some(Verifying),
+            (Command::Verify, _) => None,
             (_, Completed | Cancelled) => None,
-            (Command::Pause, Queued | Planning | Copying | Replicating | CuttingOver) => {
-                Some(Pausing)
-            }
+            (
+                Command::Pause,
+                Queued | Planning | Copying | Verifying | Replicating | CuttingOver,
+            ) => Some(Pausing),
             (Command::Pause, _) => None,
-            (Command::Resume, Pausing | Paused | Failed) => Some(Copying),
+            (Command::Resume, Pausing | Paused | Failed | VerificationFailed) => Some(Copying),
             (Command::Resume, _) => None,
             (Command::Cancel, Cancelling) => None,
             (Command::Cancel, _) => Some(Cancelling),
@@ -220,23 +270,99 @@ mod tests {
     }
 
     #[test]
-    fn every_pair_online() {
+    fn every_pair_online_and_offline() {
+        for (mode, online_copied) in [(Mode::Online, true), (Mode::Offline, false)] {
+            for state in JobState::ALL {
+                for command in Command::ALL {
+                    let view = Lifecycle {
+                        state,
+                        mode,
+                        resume_to: Some(Copying),
+                        initial_copy_done: online_copied,
+                        verification_running: false,
+                    };
+                    let got = transition(view, command).ok().map(|j| j.state);
+                    assert_eq!(
+                        got,
+                        expected(state, command, online_copied),
+                        "{mode:?} {state:?} + {command:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn verify_rejected_while_running_in_every_state() {
         for state in JobState::ALL {
-            for command in Command::ALL {
+            for mode in [Mode::Offline, Mode::Online] {
                 let view = Lifecycle {
                     state,
-                    mode: Mode::Online,
+                    mode,
                     resume_to: Some(Copying),
                     initial_copy_done: true,
+                    verification_running: true,
                 };
-                let got = transition(view, command).ok().map(|j| j.state);
-                assert_eq!(
-                    got,
-                    expected_online(state, command),
-                    "{state:?} + {command:?}"
+                assert!(
+                    transition(view, Command::Verify).is_err(),
+                    "{state:?} {mode:?} accepted verify during a run"
                 );
             }
         }
+    }
+
+    #[test]
+    fn verify_after_completion_reopens_job() {
+        let done = Lifecycle {
+            initial_copy_done: true,
+            ..job(Completed, Mode::Offline)
+        };
+        let verifying = transition(done, Command::Verify).unwrap();
+        assert_eq!(verifying.state, Verifying);
+        assert_eq!(verifying.resume_to, None);
+        let err = transition(verifying, Command::Resume).unwrap_err();
+        assert!(err.reason.contains("not paused"), "{}", err.reason);
+    }
+
+    #[test]
+    fn verify_beside_replication_keeps_state() {
+        let replicating = Lifecycle {
+            initial_copy_done: true,
+            resume_to: None,
+            ..job(Replicating, Mode::Online)
+        };
+        let next = transition(replicating, Command::Verify).unwrap();
+        assert_eq!(next, replicating);
+    }
+
+    #[test]
+    fn verify_rejection_reasons_name_the_cause() {
+        let cases = [
+            (Copying, "initial copy"),
+            (Paused, "resume it"),
+            (CuttingOver, "cutover"),
+            (Cancelled, "cannot be verified"),
+        ];
+        for (state, phrase) in cases {
+            let err = transition(job(state, Mode::Offline), Command::Verify).unwrap_err();
+            assert!(err.reason.contains(phrase), "{state:?}: {}", err.reason);
+        }
+    }
+
+    #[test]
+    fn failed_verification_resumes_to_copy() {
+        let failed = Lifecycle {
+            state: VerificationFailed,
+            mode: Mode::Offline,
+            resume_to: Some(Copying),
+            initial_copy_done: true,
+            verification_running: false,
+        };
+        assert_eq!(
+            allowed_commands(failed),
+            vec![Command::Resume, Command::Cancel, Command::Verify]
+        );
+        assert_eq!(transition(failed, Command::Resume).unwrap().state, Copying);
     }
 
     #[test]
@@ -247,6 +373,7 @@ mod tests {
                 mode: Mode::Offline,
                 resume_to: Some(Copying),
                 initial_copy_done: true,
+                verification_running: false,
             };
             let result = transition(view, Command::Cutover);
             assert!(result.is_err(), "{state:?} accepted cutover");

@@ -7,5 +7,7 @@ pub mod model;
 mod validate;
 
 pub use lifecycle::{allowed_commands, transition, Command, JobState, Lifecycle, Rejection};
-pub use model::{CollectionSpec, JobOptions, JobRequest, Mode, Namespace, SourceKind};
+pub use model::{
+    CollectionSpec, JobOptions, JobRequest, Mode, Namespace, SourceKind, VerificationMode,
+};
 pub use validate::{validate_request, FieldError};

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::secrets::CredentialRef;
 
 /// How a job moves data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
     /// Copy a snapshot of each collection, then complete.
@@ -24,7 +24,7 @@ impl Mode {
 }
 
 /// What kind of server the source is, which decides how its change stream is read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SourceKind {
     /// Detect from the server when the job starts.
@@ -35,7 +35,7 @@ pub enum SourceKind {
 }
 
 /// `POST /api/jobs` body.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobRequest {
     /// A unique name, 1 to 128 printable characters.
@@ -49,7 +49,7 @@ pub struct JobRequest {
 }
 
 /// One collection to migrate, optionally renamed on the target.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CollectionSpec {
     pub database: String,
@@ -58,6 +58,12 @@ pub struct CollectionSpec {
     pub target_database: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_collection: Option<String>,
+    /// Shards the target collection on this key before the copy, as `{"customerId": "hashed"}`
+    /// (vCore shards by a hashed key only). Unset leaves the target unsharded, whatever the
+    /// source's shard key is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub target_shard_key: Option<crate::indexes::shard::ShardKeySpec>,
 }
 
 impl CollectionSpec {
@@ -98,7 +104,7 @@ impl fmt::Display for Namespace {
 }
 
 /// Tuning and behaviour options; every field has a default.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobOptions {
     /// Documents per chunk when planning (default 50,000).
@@ -117,10 +123,56 @@ pub struct JobOptions {
     /// What to do when a target collection already holds documents.
     #[serde(default)]
     pub existing_target: ExistingTarget,
+    /// When the target's indexes are built; unique indexes are always built before the copy.
+    #[serde(default)]
+    pub indexes: IndexTiming,
+    /// HTTPS URL that receives every job event as a signed CloudEvent (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// How an offline job checks the target against the source after its copy (default `full`).
+    #[serde(default)]
+    pub verification: VerificationMode,
+}
+
+/// When non-unique indexes are built on the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum IndexTiming {
+    /// After each collection's copy, which loads data faster.
+    #[default]
+    AfterCopy,
+    /// Before the copy, together with the unique indexes.
+    BeforeCopy,
+    /// Create no index at all, unique ones included; the plan still lists them.
+    Skip,
+}
+
+/// How much of each chunk verification compares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum VerificationMode {
+    /// Compare each chunk's document count and a digest of every document's BSON bytes on both
+    /// sides, and list the `_id`s that differ.
+    #[default]
+    Full,
+    /// Compare each chunk's document count only.
+    Counts,
+    /// Do not verify at the end of the copy; `POST /api/jobs/{id}/verify` still runs a full one.
+    Off,
+}
+
+impl VerificationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationMode::Full => "full",
+            VerificationMode::Counts => "counts",
+            VerificationMode::Off => "off",
+        }
+    }
 }
 
 /// Policy for target collections that already hold documents.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ExistingTarget {
     /// Copy anyway; documents whose `_id` already exists on the target are kept as they are.
@@ -150,6 +202,9 @@ impl Default for JobOptions {
             max_parallel_chunks: default_max_parallel_chunks(),
             source_kind: SourceKind::Auto,
             existing_target: ExistingTarget::Merge,
+            indexes: IndexTiming::AfterCopy,
+            callback_url: None,
+            verification: VerificationMode::Full,
         }
     }
 }

@@ -159,6 +159,14 @@ fn validate_collection(i: usize, spec: &CollectionSpec) -> Result<(), FieldError
             ));
         }
     }
+    if let Some(key) = &spec.target_shard_key {
+        crate::indexes::shard::shard_field(key).map_err(|message| {
+            FieldError::new(
+                "invalidShardKey",
+                format!("collections[{i}].targetShardKey: {message}"),
+            )
+        })?;
+    }
     Ok(())
 }
 
@@ -228,6 +236,7 @@ mod tests {
                 collection: "orders".into(),
                 target_database: None,
                 target_collection: None,
+                target_shard_key: None,
             }],
             options: JobOptions::default(),
         }
@@ -253,6 +262,7 @@ mod tests {
             collection: "orders_old".into(),
             target_database: None,
             target_collection: Some("orders".into()),
+            target_shard_key: None,
         });
         let err = validate_request(&r).unwrap_err();
         assert_eq!(err.code, "targetCollision");
@@ -306,6 +316,19 @@ mod tests {
         r.options.batch_size = 0;
         let err = validate_request(&r).unwrap_err();
         assert!(err.message.contains("options.batchSize"));
+    }
+
+    #[test]
+    fn shard_key_checked() {
+        let mut r = request();
+        r.collections[0].target_shard_key =
+            Some(serde_json::from_str(r#"{"customerId":"hashed"}"#).unwrap());
+        assert_eq!(validate_request(&r), Ok(()));
+        r.collections[0].target_shard_key =
+            Some(serde_json::from_str(r#"{"customerId":1}"#).unwrap());
+        let err = validate_request(&r).unwrap_err();
+        assert_eq!(err.code, "invalidShardKey");
+        assert!(err.message.contains("collections[0].targetShardKey"));
     }
 
     #[test]

@@ -3,7 +3,10 @@
 mod clients;
 mod errors;
 
-pub use clients::{ClientCache, ConnectError};
+pub use clients::{
+    client_options, describe_reference, is_authentication_failure, ClientCache, ConnectError,
+    AUTHENTICATION_FAILED,
+};
 pub use errors::{
     classify, describe, retry_after as retry_after_message, throttle_delay, ErrorClass,
     DUPLICATE_KEY, TOO_MANY_REQUESTS,

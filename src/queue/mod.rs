@@ -17,16 +17,27 @@ use crate::storage::{QueueClient, StorageAccount, StorageError};
 pub enum TaskKind {
     Plan,
     Copy,
+    /// Builds a collection's after-copy indexes.
+    Index,
+    /// Compares chunks of the target with the source.
+    Verify,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 2] = [TaskKind::Plan, TaskKind::Copy];
+    pub const ALL: [TaskKind; 4] = [
+        TaskKind::Plan,
+        TaskKind::Copy,
+        TaskKind::Index,
+        TaskKind::Verify,
+    ];
 
     /// Queue name suffix, also the Functions function name without `-task`.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Plan => "plan",
             TaskKind::Copy => "copy",
+            TaskKind::Index => "index",
+            TaskKind::Verify => "verify",
         }
     }
 
@@ -35,6 +46,8 @@ impl TaskKind {
         match self {
             TaskKind::Plan => "plan-task",
             TaskKind::Copy => "copy-task",
+            TaskKind::Index => "index-task",
+            TaskKind::Verify => "verify-task",
         }
     }
 
@@ -61,14 +74,36 @@ pub struct CopyTask {
     pub chunk: u32,
 }
 
+/// Builds the after-copy indexes of one collection, from the first index not built yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IndexTask {
+    pub job_id: String,
+    pub collection: u32,
+}
+
+/// Compares one verification unit (a chunk's range, or a collection's remainder) of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyTask {
+    pub job_id: String,
+    pub collection: u32,
+    /// The unit index: a copy chunk index, or the remainder's.
+    pub unit: u32,
+    /// The verification run the message belongs to; messages of earlier runs are dropped.
+    pub run: u32,
+}
+
 /// The task queues of one deployment.
 #[derive(Clone)]
 pub struct TaskQueues {
     plan: QueueClient,
     copy: QueueClient,
+    index: QueueClient,
     /// Wakes this process's idle consumers of a queue when this process sends to it, so a
     /// standalone service does not wait for its next poll. Other processes still poll.
     wake: Arc<HashMap<TaskKind, Notify>>,
+    verify: QueueClient,
 }
 
 impl TaskQueues {
@@ -76,6 +111,8 @@ impl TaskQueues {
         TaskQueues {
             plan: account.queue(&queue_name(prefix, TaskKind::Plan)),
             copy: account.queue(&queue_name(prefix, TaskKind::Copy)),
+            index: account.queue(&queue_name(prefix, TaskKind::Index)),
+            verify: account.queue(&queue_name(prefix, TaskKind::Verify)),
             wake: Arc::new(
                 TaskKind::ALL
                     .into_iter()
@@ -104,17 +141,21 @@ impl TaskQueues {
         match kind {
             TaskKind::Plan => &self.plan,
             TaskKind::Copy => &self.copy,
+            TaskKind::Index => &self.index,
+            TaskKind::Verify => &self.verify,
         }
     }
 
     pub async fn ensure_queues(&self) -> Result<(), StorageError> {
         self.plan.create_if_not_exists().await?;
         self.copy.create_if_not_exists().await?;
+        self.index.create_if_not_exists().await?;
+        self.verify.create_if_not_exists().await?;
         Ok(())
     }
 
     pub async fn send_plan(&self, task: &PlanTask) -> Result<(), StorageError> {
-        self.plan.send(&to_json(task), None).await
+        self.send(TaskKind::Plan, &to_json(task), None).await
     }
 
     pub async fn send_copy(
@@ -122,7 +163,37 @@ impl TaskQueues {
         task: &CopyTask,
         delay: Option<Duration>,
     ) -> Result<(), StorageError> {
-        self.copy.send(&to_json(task), delay).await
+        self.send(TaskKind::Copy, &to_json(task), delay).await
+    }
+
+    pub async fn send_index(
+        &self,
+        task: &IndexTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.send(TaskKind::Index, &to_json(task), delay).await
+    }
+
+    /// Sends a message and wakes this process's idle consumers of its queue.
+    async fn send(
+        &self,
+        kind: TaskKind,
+        text: &str,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.client(kind).send(text, delay).await?;
+        if delay.is_none() {
+            self.wake(kind);
+        }
+        Ok(())
+    }
+
+    pub async fn send_verify(
+        &self,
+        task: &VerifyTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.send(TaskKind::Verify, &to_json(task), delay).await
     }
 }
 

@@ -8,10 +8,11 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::jobs::{JobState, Mode};
+use crate::events::{AddressPolicy, Events};
+use crate::jobs::{JobState, Mode, VerificationMode};
 use crate::mongo::ClientCache;
 use crate::queue::{CopyTask, PlanTask, TaskQueues};
-use crate::state::{ChunkRecord, JobRecord};
+use crate::state::{ChunkRecord, JobRecord, RunTrigger};
 use crate::state::{ChunkState, CollectionState, Store, StoreError, Versioned};
 use crate::storage::{QueueClient, StorageAccount, StorageError};
 
@@ -27,6 +28,8 @@ pub struct Engine {
     pub store: Store,
     pub queues: TaskQueues,
     pub clients: ClientCache,
+    /// Publishes job events to the events queue and callbacks.
+    pub events: Events,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +44,25 @@ impl Engine {
     /// Builds the engine on a storage account, with tables and queues named from the prefix.
     pub fn new(settings: Arc<Settings>, account: StorageAccount) -> Self {
         let prefix = settings.storage_prefix.clone();
+        let secrets = crate::secrets::SecretResolver::from_settings(&settings);
+        let store = Store::new(&account, &prefix);
+        let events = Events::new(
+            &account,
+            store.clone(),
+            &prefix,
+            settings.events_queue.as_deref(),
+            settings.callback_signing_key.clone(),
+            AddressPolicy {
+                allow_loopback: settings.callback_allow_loopback,
+            },
+        );
         Engine {
-            store: Store::new(&account, &prefix),
+            store,
+            events,
             queues: TaskQueues::new(&account, &prefix),
             settings,
             account,
-            clients: ClientCache::new(),
+            clients: ClientCache::new(secrets),
         }
     }
 
@@ -54,6 +70,7 @@ impl Engine {
     pub async fn ensure_storage(&self) -> Result<(), EngineError> {
         self.store.ensure_tables().await?;
         self.queues.ensure_queues().await?;
+        self.events.ensure_queue().await?;
         Ok(())
     }
 
@@ -80,9 +97,16 @@ impl Engine {
             let state = job.value.state;
             if matches!(
                 state,
-                JobState::Completed | JobState::Cancelled | JobState::Paused | JobState::Failed
+                JobState::Completed
+                    | JobState::Cancelled
+                    | JobState::Paused
+                    | JobState::Failed
+                    | JobState::VerificationFailed
             ) {
                 return Ok(());
+            }
+            if state == JobState::Verifying {
+                return crate::verify::advance_verification(self, job_id).await;
             }
             if state == JobState::Queued {
                 return Ok(());
@@ -90,16 +114,21 @@ impl Engine {
 
             let collections = self.store.collections(job_id).await?;
             let chunks = self.store.chunks_of_job(job_id).await?;
-            let running = chunks
+            let mut running = chunks
                 .iter()
                 .filter(|c| c.value.state == ChunkState::Running)
                 .count();
+            if matches!(state, JobState::Pausing | JobState::Cancelling) {
+                running += crate::verify::running_units(self, &job.value).await?;
+            }
 
             let next = match state {
                 JobState::Pausing if running == 0 => Some(JobState::Paused),
                 JobState::Cancelling if running == 0 => Some(JobState::Cancelled),
                 JobState::Planning | JobState::Copying => {
                     self.enqueue_waiting(&job.value, &collections, &chunks)
+                        .await?;
+                    crate::indexes::task::enqueue_builds(self, job_id, &collections, &chunks)
                         .await?;
                     self.copy_phase_outcome(&job.value, &collections, &chunks)
                 }
@@ -119,10 +148,18 @@ impl Engine {
                     job.value.resume_to = Some(JobState::Copying);
                     job.value.last_error = Some(failure_summary(&collections, &chunks));
                 }
+                JobState::Verifying => {
+                    let mode = job.value.request.options.verification;
+                    crate::verify::begin_run(&mut job.value, mode, RunTrigger::Copy);
+                }
                 JobState::Replicating | JobState::Copying => {}
                 _ => {}
             }
-            if next == JobState::Replicating || next == JobState::Completed {
+            let copy_done = matches!(
+                next,
+                JobState::Replicating | JobState::Completed | JobState::Verifying
+            );
+            if copy_done {
                 job.value.initial_copy_done = true;
             }
             match self.store.replace_job(&job).await {
@@ -133,8 +170,12 @@ impl Engine {
                         to = next.as_str(),
                         "job state changed"
                     );
-                    if next == JobState::Completed || next == JobState::Replicating {
+                    self.events.state_changed(&job.value, state);
+                    if copy_done {
                         self.mark_collections_copied(job_id).await?;
+                    }
+                    if next == JobState::Verifying {
+                        crate::verify::advance_verification(self, job_id).await?;
                     }
                     return Ok(());
                 }
@@ -157,11 +198,15 @@ impl Engine {
         if !all_planned {
             return None;
         }
+        // Index builds after the copy belong to the copy phase: an offline job completes, and an
+        // online one starts replicating, only once they are done.
         let busy = chunks.iter().any(|c| {
             matches!(
                 c.value.state,
                 ChunkState::Waiting | ChunkState::Queued | ChunkState::Running
             )
+        }) || collections.iter().any(|c| {
+            c.value.state != CollectionState::Failed && c.value.indexes.after_copy_pending()
         });
         let failed = chunks.iter().any(|c| c.value.state == ChunkState::Failed)
             || collections
@@ -172,7 +217,10 @@ impl Engine {
             (true, _) => None,
             (false, true) => Some(JobState::Failed),
             (false, false) => Some(match job.mode {
-                Mode::Offline => JobState::Completed,
+                Mode::Offline if job.request.options.verification == VerificationMode::Off => {
+                    JobState::Completed
+                }
+                Mode::Offline => JobState::Verifying,
                 Mode::Online => JobState::Replicating,
             }),
         }
@@ -257,9 +305,15 @@ impl Engine {
         let now = Utc::now();
         for job in self.store.jobs().await? {
             let job = job.value;
-            if job.state.is_terminal() || matches!(job.state, JobState::Paused | JobState::Failed) {
+            if job.state.is_terminal()
+                || matches!(
+                    job.state,
+                    JobState::Paused | JobState::Failed | JobState::VerificationFailed
+                )
+            {
                 continue;
             }
+            crate::verify::schedule_verification(self, &job).await?;
             for chunk in self.store.chunks_of_job(&job.id).await? {
                 let expired = matches!(chunk.value.state, ChunkState::Queued | ChunkState::Running)
                     && chunk.value.lease_until.is_none_or(|t| t < now);
@@ -359,12 +413,14 @@ pub async fn fail_job(engine: &Engine, job_id: &str, reason: &str) -> Result<(),
             job.value.resume_to.unwrap_or(JobState::Planning)
         };
         job.value.resume_to = Some(resume_to);
+        let previous = job.value.state;
         job.value.state = JobState::Failed;
         job.value.last_error = Some(reason.to_string());
         job.value.updated_at = Utc::now();
         match engine.store.replace_job(&job).await {
             Ok(_) => {
                 tracing::error!(job_id, error = reason, "job failed");
+                engine.events.state_changed(&job.value, previous);
                 return Ok(());
             }
             Err(StoreError::Conflict) => continue,

@@ -10,7 +10,9 @@ use tracing::warn;
 
 use crate::copy::plan_task::run_plan_task;
 use crate::copy::task::{run_copy_task, CopyError};
-use crate::queue::{CopyTask, PlanTask, TaskKind};
+use crate::indexes::task::run_index_task;
+use crate::queue::{CopyTask, IndexTask, PlanTask, TaskKind, VerifyTask};
+use crate::verify::{run_verify_task, VerifyError};
 use engine::Engine;
 
 /// The queue message a task runs for.
@@ -61,6 +63,8 @@ pub enum TaskError {
     BadMessage { kind: &'static str, reason: String },
     #[error(transparent)]
     Task(#[from] CopyError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
 }
 
 /// Parses a task message body and runs it.
@@ -83,6 +87,14 @@ pub async fn run_task(
             let task: CopyTask = serde_json::from_str(body).map_err(bad)?;
             Ok(run_copy_task(engine, &task, message).await?)
         }
+        TaskKind::Index => {
+            let task: IndexTask = serde_json::from_str(body).map_err(bad)?;
+            Ok(run_index_task(engine, &task, message).await?)
+        }
+        TaskKind::Verify => {
+            let task: VerifyTask = serde_json::from_str(body).map_err(bad)?;
+            Ok(run_verify_task(engine, &task, message).await?)
+        }
     }
 }
 
@@ -101,6 +113,18 @@ pub async fn handle_poison(engine: &Engine, kind: TaskKind, body: &str) {
                 warn!(error = %e, job_id = %task.job_id, "could not mark the chunk failed");
             }
         }
+        TaskKind::Verify => {
+            let Ok(task) = serde_json::from_str::<VerifyTask>(body) else {
+                warn!(body_len = body.len(), "unreadable poison message dropped");
+                return;
+            };
+            let reason = "the verify task failed on every delivery and its message was moved to \
+                          the poison queue; see earlier errors, then verify the job again";
+            if let Err(e) = crate::verify::task::mark_unit_failed(engine, &task, reason, true).await
+            {
+                warn!(error = %e, job_id = %task.job_id, "could not mark the unit failed");
+            }
+        }
         TaskKind::Plan => {
             let Ok(task) = serde_json::from_str::<PlanTask>(body) else {
                 warn!(body_len = body.len(), "unreadable poison message dropped");
@@ -116,6 +140,15 @@ pub async fn handle_poison(engine: &Engine, kind: TaskKind, body: &str) {
             {
                 warn!(error = %e, job_id = %task.job_id, "could not mark the job failed");
             }
+        }
+        TaskKind::Index => {
+            let Ok(task) = serde_json::from_str::<IndexTask>(body) else {
+                warn!(body_len = body.len(), "unreadable poison message dropped");
+                return;
+            };
+            let reason = "building the collection's indexes failed on every delivery and its \
+                          message was moved to the poison queue; see earlier errors";
+            crate::indexes::task::mark_failed(engine, &task, reason).await;
         }
     }
 }

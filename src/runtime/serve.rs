@@ -11,30 +11,89 @@ use super::engine::Engine;
 use super::standalone::spawn_workers;
 use crate::api::{router, Mount};
 use crate::config::{Settings, StorageSettings};
+use crate::mongo::ClientCache;
+use crate::secrets::{build_credential, CredentialSource, IdentityOptions, SecretResolver};
 use crate::storage::StorageAccount;
+use azure_core::credentials::TokenCredential;
 
 /// Builds the engine for `settings` and creates its tables and queues.
+///
+/// With identity-based storage, one managed identity credential serves Table Storage, Queue
+/// Storage and Key Vault, so its tokens are cached once.
 pub async fn build_engine(settings: Settings) -> anyhow::Result<Engine> {
-    let account = match &settings.storage {
+    let (account, credential) = match &settings.storage {
         StorageSettings::ConnectionString(cs) => {
-            StorageAccount::from_connection_string(cs.expose())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", crate::config::STORAGE_CONNECTION))?
+            let account = StorageAccount::from_connection_string(cs.expose())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", crate::config::STORAGE_CONNECTION))?;
+            (account, None)
         }
-        StorageSettings::Identity { .. } => {
-            // TODO: identity-based storage needs a managed-identity credential from
-            // azure_identity; until it is wired in, only connection strings work.
-            anyhow::bail!(
-                "identity-based storage is not supported by this build; set {} to a connection string",
-                crate::config::STORAGE_CONNECTION
+        StorageSettings::Identity {
+            account_name,
+            table_uri,
+            queue_uri,
+            client_id,
+        } => {
+            let credential = storage_credential(&settings, client_id.clone())?;
+            let parse = |name: &str, value: &Option<String>| {
+                value
+                    .as_deref()
+                    .map(url::Url::parse)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("{name} is not a URL: {e}"))
+            };
+            let account = StorageAccount::with_token(
+                account_name.as_deref(),
+                parse(crate::config::STORAGE_TABLE_URI, table_uri)?,
+                parse(crate::config::STORAGE_QUEUE_URI, queue_uri)?,
+                credential.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("identity-based storage: {e}"))?;
+            info!(
+                credential = %settings.azure_credential,
+                user_assigned = client_id.is_some() || settings.managed_identity_client_id.is_some(),
+                "storage uses Microsoft Entra ID tokens"
             );
+            (account, Some(credential))
         }
     };
-    let engine = Engine::new(Arc::new(settings), account);
+    let secrets = match credential {
+        // Key Vault shares the storage credential when both use the same identity.
+        Some(credential)
+            if settings.identity_options().client_id == storage_client_id(&settings) =>
+        {
+            SecretResolver::with_credential(&settings, CredentialSource::Fixed(credential))
+        }
+        _ => SecretResolver::from_settings(&settings),
+    };
+    let mut engine = Engine::new(Arc::new(settings), account);
+    engine.clients = ClientCache::new(secrets);
     engine
         .ensure_storage()
         .await
         .map_err(|e| anyhow::anyhow!("preparing tables and queues failed: {e}"))?;
     Ok(engine)
+}
+
+/// The client id that identity-based storage uses: `AzureWebJobsStorage__clientId`, else the
+/// service's `VCM_MANAGED_IDENTITY_CLIENT_ID`, else none for the system-assigned identity.
+fn storage_client_id(settings: &Settings) -> Option<String> {
+    match &settings.storage {
+        StorageSettings::Identity { client_id, .. } => client_id
+            .clone()
+            .or_else(|| settings.managed_identity_client_id.clone()),
+        StorageSettings::ConnectionString(_) => None,
+    }
+}
+
+fn storage_credential(
+    settings: &Settings,
+    client_id: Option<String>,
+) -> anyhow::Result<Arc<dyn TokenCredential>> {
+    let options = IdentityOptions {
+        kind: settings.azure_credential,
+        client_id: client_id.or_else(|| settings.managed_identity_client_id.clone()),
+    };
+    build_credential(&options).map_err(|e| anyhow::anyhow!("identity-based storage: {e}"))
 }
 
 /// Runs as an Azure Functions custom handler on `127.0.0.1:port` until `shutdown` resolves.

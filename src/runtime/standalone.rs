@@ -20,8 +20,8 @@ pub fn spawn_workers(
     let mut handles = Vec::new();
     for kind in TaskKind::ALL {
         let consumers = match kind {
-            TaskKind::Plan => 1,
-            TaskKind::Copy => engine.settings.worker_concurrency,
+            TaskKind::Plan | TaskKind::Index => 1,
+            TaskKind::Copy | TaskKind::Verify => engine.settings.worker_concurrency,
         };
         for worker in 0..consumers {
             let engine = engine.clone();

@@ -86,6 +86,49 @@ fn redact_key_values(text: &str) -> String {
     out
 }
 
+/// Removes `secret` from `text`: the whole value, the user info of a connection string, and its
+/// user name and password as written, percent-decoded and percent-encoded. Other connection
+/// strings in the text are redacted too. Used on error text from libraries that might quote
+/// the connection string they failed to parse.
+pub fn scrub_secret(text: &str, secret: &str) -> String {
+    let mut fragments = vec![secret.to_string()];
+    if let Some(user_info) = user_info(secret) {
+        fragments.push(user_info.to_string());
+        let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+        for part in [user, password] {
+            fragments.push(part.to_string());
+            fragments.push(decode(part));
+            fragments.push(encode(&decode(part)));
+        }
+    }
+    // Longest first, so a fragment never leaves a piece of a longer one behind.
+    fragments.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    let mut out = text.to_string();
+    for fragment in fragments.iter().filter(|f| f.len() >= 3) {
+        out = out.replace(fragment.as_str(), "***");
+    }
+    redact_connection_string(&out)
+}
+
+/// The user info of a URI-style connection string: from the scheme's `://` to the last `@`.
+/// The last `@` is used because an unencoded password may itself contain `@`.
+fn user_info(connection_string: &str) -> Option<&str> {
+    let start = connection_string.find("://")? + 3;
+    let rest = &connection_string[start..];
+    let end = rest.rfind('@')?;
+    Some(&rest[..end])
+}
+
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use super::Redacted;
 
 /// Where a job's connection string lives. Requests carry only this reference, never the value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum CredentialRef {
     /// An app setting (or environment variable) that holds the connection string.
@@ -30,8 +30,16 @@ pub enum ResolveError {
         "app setting {0} is not set; set it to the connection string, or reference another setting"
     )]
     SettingMissing(String),
+    #[error("invalid setting name {0:?}: use 1 to 256 letters, digits, '_', '.' or '-'")]
+    InvalidSettingName(String),
     #[error("invalid Key Vault URI {uri:?}: {reason}")]
     InvalidVaultUri { uri: String, reason: String },
+    #[error("invalid Key Vault secret {field} {value:?}: {reason}")]
+    InvalidSecretName {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     #[error("reading Key Vault secret {secret_name:?} from {vault_uri} failed: {reason}")]
     KeyVault {
         vault_uri: String,
@@ -64,14 +72,26 @@ impl CredentialRef {
                 if valid {
                     Ok(())
                 } else {
-                    Err(ResolveError::SettingMissing(setting.clone()))
+                    Err(ResolveError::InvalidSettingName(setting.clone()))
                 }
             }
-            CredentialRef::KeyVault { vault_uri, .. } => check_vault_uri(vault_uri).map(|_| ()),
+            CredentialRef::KeyVault {
+                vault_uri,
+                secret_name,
+                secret_version,
+            } => {
+                check_vault_uri(vault_uri)?;
+                check_secret_name(secret_name)?;
+                if let Some(version) = secret_version {
+                    check_secret_version(version)?;
+                }
+                Ok(())
+            }
         }
     }
 
-    /// Reads the connection string the reference points to, through `lookup` for settings.
+    /// Reads the connection string a setting reference points to, through `lookup`; Key Vault
+    /// references are read by [`super::SecretResolver`].
     pub fn resolve_setting(
         &self,
         lookup: impl Fn(&str) -> Option<String>,
@@ -87,13 +107,11 @@ impl CredentialRef {
                 ..
             } => {
                 check_vault_uri(vault_uri)?;
-                // TODO: read the secret with a managed identity through the Key Vault client; until
-                // then a vault reference fails here, before any token is requested.
                 Err(ResolveError::KeyVault {
                     vault_uri: vault_uri.clone(),
                     secret_name: secret_name.clone(),
-                    reason: "Key Vault references are not supported by this build; use a setting \
-                             reference"
+                    reason: "a Key Vault reference is read through the secret resolver, not as a \
+                             setting"
                         .into(),
                 })
             }
@@ -102,7 +120,11 @@ impl CredentialRef {
 }
 
 /// Parses a vault URI and accepts it only if it is `https` with a Key Vault host of an Azure
-/// cloud, no user info, no explicit port other than 443, and no IP literal.
+/// cloud: `<vault-name><suffix>` where the name follows the Key Vault naming rules, with no user
+/// info, no port other than 443, no IP literal, no trailing dot, and no path, query or fragment.
+///
+/// Hosts are compared after the URL parser's IDNA processing, so a look-alike written with
+/// non-ASCII letters becomes an `xn--` label and fails the suffix or the vault-name check.
 pub fn check_vault_uri(uri: &str) -> Result<url::Url, ResolveError> {
     let invalid = |reason: &str| ResolveError::InvalidVaultUri {
         uri: uri.to_string(),
@@ -123,21 +145,76 @@ pub fn check_vault_uri(uri: &str) -> Result<url::Url, ResolveError> {
         Some(_) => return Err(invalid("an IP address is not a Key Vault host")),
         None => return Err(invalid("the URI has no host")),
     };
-    let host = host.trim_end_matches('.');
-    let allowed = KEY_VAULT_HOST_SUFFIXES.iter().any(|suffix| {
-        host.len() > suffix.len()
-            && host.ends_with(suffix)
-            && !host[..host.len() - suffix.len()].contains('.')
-    });
-    if !allowed {
+    if host.ends_with('.') {
+        return Err(invalid("remove the trailing dot from the host"));
+    }
+    let vault_name = KEY_VAULT_HOST_SUFFIXES
+        .iter()
+        .find_map(|suffix| host.strip_suffix(suffix));
+    let Some(vault_name) = vault_name else {
         return Err(invalid(
             "the host must be <vault-name> followed by a Key Vault suffix such as .vault.azure.net",
+        ));
+    };
+    if !is_vault_name(vault_name) {
+        return Err(invalid(
+            "the vault name must be 3 to 24 letters, digits and single hyphens, starting with a \
+             letter and ending with a letter or digit",
+        ));
+    }
+    if parsed.path() != "/" {
+        return Err(invalid(
+            "a path is not allowed; use https://<vault-name>.vault.azure.net/",
         ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(invalid("a query or fragment is not allowed"));
     }
     Ok(parsed)
+}
+
+/// Key Vault and Managed HSM names: 3 to 24 characters, ASCII letters, digits and hyphens,
+/// starting with a letter, not ending with a hyphen, and without consecutive hyphens.
+fn is_vault_name(name: &str) -> bool {
+    (3..=24).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && !name.contains("--")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Secret names are 1 to 127 ASCII letters, digits and hyphens. The SDK puts the name into the
+/// request path without encoding it, so anything else is rejected here.
+pub fn check_secret_name(name: &str) -> Result<(), ResolveError> {
+    let valid = (1..=127).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ResolveError::InvalidSecretName {
+            field: "secretName",
+            value: name.to_string(),
+            reason: "use 1 to 127 letters, digits and hyphens",
+        })
+    }
+}
+
+/// Secret versions are the 32 hexadecimal characters the vault assigns; up to 64 letters and
+/// digits are accepted.
+pub fn check_secret_version(version: &str) -> Result<(), ResolveError> {
+    let valid =
+        (1..=64).contains(&version.len()) && version.chars().all(|c| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(ResolveError::InvalidSecretName {
+            field: "secretVersion",
+            value: version.to_string(),
+            reason: "use the version id the vault shows, letters and digits only",
+        })
+    }
 }
 
 #[cfg(test)]
@@ -150,9 +227,9 @@ mod tests {
             "https://myvault.vault.azure.net/",
             "https://myvault.vault.azure.net",
             "https://MyVault.Vault.Azure.Net/",
-            "https://v1.vault.azure.cn/",
-            "https://v1.vault.usgovcloudapi.net/",
-            "https://v1.vault.microsoftazure.de/",
+            "https://vault1.vault.azure.cn/",
+            "https://vault1.vault.usgovcloudapi.net/",
+            "https://vault1.vault.microsoftazure.de/",
             "https://hsm1.managedhsm.azure.net/",
             "https://myvault.vault.azure.net:443/",
         ] {
@@ -183,6 +260,93 @@ mod tests {
         ] {
             assert!(check_vault_uri(uri).is_err(), "{uri} should be rejected");
         }
+    }
+
+    #[test]
+    fn lookalike_and_encoded_vault_uris_rejected() {
+        for uri in [
+            // Cyrillic letters in the suffix and in the vault name become xn-- labels.
+            "https://myvault.v\u{0430}ult.azure.net/",
+            "https://m\u{0443}vault.vault.azure.net/",
+            "https://xn--mvault-3ve.vault.azure.net/",
+            // Full-width dot and letters are mapped by IDNA; the result must still be checked.
+            "https://evil\u{FF0E}example\u{FF0E}com/",
+            // Trailing dots, encoded separators and backslashes.
+            "https://myvault.vault.azure.net./",
+            "https://myvault.vault.azure.net../",
+            "https://evil.example%2F.vault.azure.net/",
+            "https://evil.example%23.vault.azure.net/",
+            "https://myvault.vault.azure.net%00.evil.example/",
+            "https://myvault.vault.azure.net\\@evil.example/",
+            "https://myvault.vault.azure.net/secrets/x",
+            "https://myvault.vault.azure.net#@evil.example/",
+            // IP literals in other notations.
+            "https://2130706433/",
+            "https://0x7f.0.0.1/",
+            "https://127.1/",
+            "https://[::ffff:169.254.169.254]/",
+            // Vault names outside the naming rules.
+            "https://ab.vault.azure.net/",
+            "https://1vault.vault.azure.net/",
+            "https://my--vault.vault.azure.net/",
+            "https://myvault-.vault.azure.net/",
+            "https://averyveryverylongvaultname1.vault.azure.net/",
+            "https://my_vault.vault.azure.net/",
+            // Suffixes of clouds that are not in the list, and schemes that look alike.
+            "https://myvault.vault.azure.com/",
+            "https://myvault.vault.azure.net.cn/",
+            "HTTP://myvault.vault.azure.net/",
+        ] {
+            assert!(check_vault_uri(uri).is_err(), "{uri} should be rejected");
+        }
+    }
+
+    #[test]
+    fn encoded_but_equal_host_accepted() {
+        // Percent-encoded dots decode to the same host, so the token still goes to the vault.
+        let parsed = check_vault_uri("https://myvault%2Evault.azure.net/").unwrap();
+        assert_eq!(parsed.host_str(), Some("myvault.vault.azure.net"));
+        // A missing slash after the scheme parses to the same https host as well.
+        let parsed = check_vault_uri("https:/myvault.vault.azure.net/").unwrap();
+        assert_eq!(parsed.host_str(), Some("myvault.vault.azure.net"));
+    }
+
+    #[test]
+    fn secret_names_and_versions_checked() {
+        assert!(check_secret_name("source-uri-1").is_ok());
+        for name in [
+            "",
+            "a/b",
+            "../keys/k",
+            "a?b",
+            "a#b",
+            "a b",
+            "é",
+            &"x".repeat(128),
+        ] {
+            assert!(
+                check_secret_name(name).is_err(),
+                "{name:?} should be rejected"
+            );
+        }
+        assert!(check_secret_version("0123456789abcdef0123456789abcdef").is_ok());
+        for version in ["", "v/1", "..", "a-b", &"0".repeat(65)] {
+            assert!(
+                check_secret_version(version).is_err(),
+                "{version:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn vault_reference_validates_secret_name() {
+        let reference = CredentialRef::KeyVault {
+            vault_uri: "https://myvault.vault.azure.net/".into(),
+            secret_name: "../keys/signing".into(),
+            secret_version: None,
+        };
+        let error = reference.validate().unwrap_err();
+        assert!(error.to_string().contains("secretName"), "{error}");
     }
 
     #[test]

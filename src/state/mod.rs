@@ -1,10 +1,11 @@
 //! Job state on Azure Table Storage, with ETag concurrency.
 //!
-//! Four tables, all named from the storage prefix:
+//! Five tables, all named from the storage prefix:
 //! - `<prefix>jobs`: one row per job (partition `job`, row the job id);
 //! - `<prefix>jobnames`: one row per job name, inserted first, so names stay unique;
 //! - `<prefix>collections`: one row per collection of a job (partition the job id);
-//! - `<prefix>chunks`: one row per chunk (partition `<job id>-<collection index>`).
+//! - `<prefix>chunks`: one row per chunk (partition `<job id>-<collection index>`);
+//! - `<prefix>verify`: one row per verification unit (partitioned like chunks).
 //!
 //! Each row stores its record as JSON in `Data` beside a `SchemaVersion`, plus a few plain
 //! columns for filtering. Every change is a read-modify-write with `If-Match`; a 412 surfaces as
@@ -13,9 +14,14 @@
 
 mod records;
 mod table;
+mod verify;
 
 pub use records::{ChunkRecord, ChunkState, CollectionRecord, CollectionState, JobRecord};
 pub use table::{StoreError, Versioned};
+pub use verify::{
+    Difference, DifferenceCounts, DifferenceKind, RunState, RunTrigger, SideDigest, UnitPhase,
+    UnitScope, VerificationRun, VerifyUnitRecord, REMAINDER_UNIT,
+};
 
 use crate::storage::{StorageAccount, TableClient};
 use table::JsonTable;
@@ -33,6 +39,7 @@ pub struct Store {
     names: TableClient,
     collections: JsonTable,
     chunks: JsonTable,
+    verify: JsonTable,
 }
 
 impl Store {
@@ -42,6 +49,7 @@ impl Store {
             names: account.table(&format!("{prefix}jobnames")),
             collections: JsonTable::new(account.table(&format!("{prefix}collections"))),
             chunks: JsonTable::new(account.table(&format!("{prefix}chunks"))),
+            verify: JsonTable::new(account.table(&format!("{prefix}verify"))),
         }
     }
 
@@ -51,6 +59,7 @@ impl Store {
         self.names.create_if_not_exists().await?;
         self.collections.client().create_if_not_exists().await?;
         self.chunks.client().create_if_not_exists().await?;
+        self.verify.client().create_if_not_exists().await?;
         Ok(())
     }
 

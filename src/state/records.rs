@@ -37,6 +37,15 @@ pub struct JobRecord {
     /// Id of the queue message whose plan task is running.
     #[serde(default)]
     pub plan_owner: Option<String>,
+    /// The last job event that could not be delivered to the events queue or the callback.
+    #[serde(default)]
+    pub event_delivery_error: Option<String>,
+    /// Events whose delivery failed after every retry.
+    #[serde(default)]
+    pub event_delivery_failures: u64,
+    /// The latest verification run; absent until the first run starts.
+    #[serde(default)]
+    pub verification: Option<super::VerificationRun>,
 }
 
 impl JobRecord {
@@ -46,6 +55,10 @@ impl JobRecord {
             mode: self.mode,
             resume_to: self.resume_to,
             initial_copy_done: self.initial_copy_done,
+            verification_running: self
+                .verification
+                .as_ref()
+                .is_some_and(|run| !run.state.is_finished()),
         }
     }
 }
@@ -106,6 +119,9 @@ pub struct CollectionRecord {
     pub finished_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The index plan, the target's sharding and the index build progress.
+    #[serde(default)]
+    pub indexes: crate::indexes::CollectionIndexes,
 }
 
 /// The phase of one chunk.

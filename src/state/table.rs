@@ -2,7 +2,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::SCHEMA_VERSION;
-use crate::storage::{Entity, IfMatch, StorageError, TableClient};
+use crate::storage::{BatchOperation, Entity, IfMatch, StorageError, TableClient};
 
 /// A record with the ETag it was read with.
 #[derive(Clone, Debug)]
@@ -176,6 +176,38 @@ impl JsonTable {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Inserts or replaces rows of one partition, in entity group transactions of at most 100
+    /// rows and about 2 MiB of record JSON each (the service limits a batch body to 4 MiB).
+    pub async fn upsert_rows<T: Serialize>(
+        &self,
+        pk: &str,
+        rows: &[(String, &T)],
+    ) -> Result<(), StoreError> {
+        const MAX_ROWS: usize = 100;
+        const MAX_JSON_BYTES: usize = 2 * 1024 * 1024;
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        for (rk, value) in rows {
+            let entity = Self::entity(pk, rk, value, &[])?;
+            let bytes: usize = (0..)
+                .map_while(|i| entity.get_str(&part_name(i)))
+                .map(str::len)
+                .sum();
+            if !batch.is_empty()
+                && (batch.len() == MAX_ROWS || batch_bytes + bytes > MAX_JSON_BYTES)
+            {
+                self.client.submit_batch(std::mem::take(&mut batch)).await?;
+                batch_bytes = 0;
+            }
+            batch_bytes += bytes;
+            batch.push(BatchOperation::Upsert(entity));
+        }
+        if !batch.is_empty() {
+            self.client.submit_batch(batch).await?;
+        }
+        Ok(())
     }
 
     pub async fn get<T: DeserializeOwned>(

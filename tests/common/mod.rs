@@ -37,6 +37,10 @@ fn unique_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..10].to_string()
 }
 
+/// Changes an engine after it is built and before the service starts, for example to read Key
+/// Vault secrets from a local stand-in.
+pub type EngineHook = std::sync::Arc<dyn Fn(&mut Engine) + Send + Sync>;
+
 /// Settings overrides for one harness.
 #[derive(Clone)]
 pub struct HarnessOptions {
@@ -45,6 +49,9 @@ pub struct HarnessOptions {
     pub task_budget_seconds: u64,
     pub lease_seconds: u64,
     pub workers: usize,
+    /// More settings, added after the harness's own (so they can replace them).
+    pub settings: Vec<(String, String)>,
+    pub engine_hook: Option<EngineHook>,
 }
 
 impl Default for HarnessOptions {
@@ -58,6 +65,8 @@ impl Default for HarnessOptions {
             task_budget_seconds: 30,
             lease_seconds: 5,
             workers: 4,
+            settings: Vec::new(),
+            engine_hook: None,
         }
     }
 }
@@ -76,6 +85,7 @@ pub struct Harness {
     pub target_setting: String,
     pub prefix: String,
     settings: HashMap<String, String>,
+    engine_hook: Option<EngineHook>,
 }
 
 impl Harness {
@@ -120,10 +130,13 @@ impl Harness {
             "VCM_WORKER_CONCURRENCY".to_string(),
             options.workers.to_string(),
         );
+        for (name, value) in &options.settings {
+            settings.insert(name.clone(), value.clone());
+        }
 
         let source_client = Client::with_uri_str(source.uri()).await.unwrap();
         let target_client = Client::with_uri_str(target.uri()).await.unwrap();
-        let (service, engine) = start_service(&settings).await;
+        let (service, engine) = start_service(&settings, options.engine_hook.as_ref()).await;
         let base_url = format!("http://{}", service.address);
         Harness {
             source,
@@ -138,6 +151,7 @@ impl Harness {
             target_setting,
             prefix,
             settings,
+            engine_hook: options.engine_hook,
         }
     }
 
@@ -147,7 +161,7 @@ impl Harness {
         if let Some(service) = self.service.take() {
             service.abort();
         }
-        let (service, engine) = start_service(&self.settings).await;
+        let (service, engine) = start_service(&self.settings, self.engine_hook.as_ref()).await;
         self.base_url = format!("http://{}", service.address);
         self.engine = engine;
         self.service = Some(service);
@@ -335,16 +349,22 @@ pub async fn read_all(client: &Client, db: &str, coll: &str) -> Vec<RawDocumentB
         .expect("cursor")
 }
 
-async fn start_service(settings: &HashMap<String, String>) -> (Standalone, Engine) {
+async fn start_service(
+    settings: &HashMap<String, String>,
+    hook: Option<&EngineHook>,
+) -> (Standalone, Engine) {
     let settings =
         Settings::from_lookup(|name| settings.get(name).cloned()).expect("valid settings");
-    let engine = match build_engine(settings).await {
+    let mut engine = match build_engine(settings).await {
         Ok(engine) => engine,
         Err(e) => panic!(
             "the service could not reach Table and Queue storage ({e}); start Azurite with \
              `scripts/azurite.sh start` or run the tests through `scripts/test.sh`"
         ),
     };
+    if let Some(hook) = hook {
+        hook(&mut engine);
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let service = Standalone::start(engine.clone(), listener)
         .await

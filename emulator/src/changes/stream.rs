@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use bson::{rawdoc, RawBsonRef, RawDocumentBuf, Timestamp};
 
+use super::cosmos::{coalesce_by_document_key, cosmos_shape_error, is_cosmos_pipeline};
 use super::log::{ChangeEvent, EventKind};
 use super::token::{invalid_token, ResumeToken, TokenKind};
 use crate::aggregate::Stage;
@@ -62,53 +63,6 @@ fn unknown_option(name: &str) -> CommandError {
 
 fn is_system_database(db: &str) -> bool {
     matches!(db, "admin" | "config" | "local")
-}
-
-/// Checks the one pipeline shape Cosmos DB (RU) accepts: `$match` on `operationType` in
-/// insert/update/replace, then `$project` of `_id`, `fullDocument`, `ns` and `documentKey`.
-fn is_cosmos_pipeline(pipeline: &[RawDocumentBuf]) -> bool {
-    let [first, second] = pipeline else {
-        return false;
-    };
-    let Ok(Some(RawBsonRef::Document(filter))) = first.get("$match") else {
-        return false;
-    };
-    let Ok(Some(RawBsonRef::Document(condition))) = filter.get("operationType") else {
-        return false;
-    };
-    if filter.iter().count() != 1 || condition.iter().count() != 1 {
-        return false;
-    }
-
-    let Ok(Some(RawBsonRef::Array(kinds))) = condition.get("$in") else {
-        return false;
-    };
-    let mut kinds: Vec<&str> = kinds
-        .into_iter()
-        .flatten()
-        .filter_map(|k| k.as_str())
-        .collect();
-    kinds.sort_unstable();
-    if kinds != ["insert", "replace", "update"] {
-        return false;
-    }
-
-    let Ok(Some(RawBsonRef::Document(projection))) = second.get("$project") else {
-        return false;
-    };
-    let mut fields: Vec<&str> = Vec::new();
-    for (name, value) in projection.iter().flatten() {
-        if !crate::aggregate::expr::is_truthy(Some(&value.to_raw_bson())) {
-            return false;
-        }
-        fields.push(name);
-    }
-    fields.sort_unstable();
-    fields == ["_id", "documentKey", "fullDocument", "ns"]
-}
-
-fn cosmos_shape_error() -> CommandError {
-    CommandError::bad_value("Change stream must be followed by a match and then a project stage")
 }
 
 /// Opens a change stream for `aggregate` with a leading `$changeStream` stage.
@@ -476,6 +430,7 @@ impl StreamCursor {
         if self.position + 1 < changes.oldest_sequence() {
             return Err(history_lost());
         }
+        let batch_start = self.high_water_mark();
 
         let mut events = Vec::new();
         // Sequence and token of the last event put in the batch.
@@ -538,10 +493,11 @@ impl StreamCursor {
 
         if self.cosmos {
             events = coalesce_by_document_key(events);
-            // Cosmos DB gives every event of a batch the same resume token.
+            // Cosmos DB gives every event of a batch the same resume token: the continuation
+            // the batch was read from, so resuming from any event replays the whole batch.
             for event in &mut events {
                 let mut rewritten = RawDocumentBuf::new();
-                rewritten.append("_id", post_batch_token.clone());
+                rewritten.append("_id", batch_start.clone());
                 for (key, value) in event.iter().flatten() {
                     if key != "_id" {
                         rewritten.append_ref(key, value);
@@ -555,26 +511,6 @@ impl StreamCursor {
             post_batch_token,
         })
     }
-}
-
-/// Keeps only the last event of each document in a batch, as Cosmos DB (RU) may merge rapid
-/// updates to one document into one event.
-fn coalesce_by_document_key(events: Vec<RawDocumentBuf>) -> Vec<RawDocumentBuf> {
-    let key_of = |event: &RawDocumentBuf| {
-        event
-            .get_document("documentKey")
-            .map(|k| k.as_bytes().to_vec())
-            .ok()
-    };
-    let mut kept: Vec<RawDocumentBuf> = Vec::with_capacity(events.len());
-    for event in events {
-        let key = key_of(&event);
-        if key.is_some() {
-            kept.retain(|earlier| key_of(earlier) != key);
-        }
-        kept.push(event);
-    }
-    kept
 }
 
 fn document_key(event: &super::log::PendingEvent) -> CommandResult<RawDocumentBuf> {

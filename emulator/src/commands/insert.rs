@@ -106,7 +106,7 @@ pub fn insert(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let collection_name = ctx.collection_name()?;
     let ordered = ctx.optional_bool("ordered")?.unwrap_or(true);
     let documents = ctx.documents("documents")?;
-    if documents.len() > ctx.profile().max_write_batch_size as usize {
+    if documents.is_empty() || documents.len() > ctx.profile().max_write_batch_size as usize {
         return Err(CommandError::new(
             code::INVALID_LENGTH,
             format!(

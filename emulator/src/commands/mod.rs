@@ -232,6 +232,7 @@ pub async fn handle(
             ))
         }
     };
+
     let db = match body.get_str("$db").ok().map(str::to_string) {
         Some(db) => db,
         None => match &request.legacy_database {
@@ -244,6 +245,7 @@ pub async fn handle(
             }
         },
     };
+
     if state.options.user.is_some() && connection.user.is_none() && !allowed_without_auth(&name) {
         return Outcome::Reply(finish_error(
             state,
@@ -253,6 +255,7 @@ pub async fn handle(
             ),
         ));
     }
+
     // A transaction would commit each write at once, so refuse it rather than pretend.
     let in_transaction = ["startTransaction", "autocommit"]
         .iter()
@@ -266,6 +269,7 @@ pub async fn handle(
             ),
         ));
     }
+
     let collection = body
         .iter()
         .next()
@@ -282,6 +286,7 @@ pub async fn handle(
             is_write_command(&name),
         )
     };
+
     let mut write_concern_error = None;
     if let Some(injection) = injection {
         if let Some(delay) = injection.block_for {
@@ -291,11 +296,17 @@ pub async fn handle(
             tracing::debug!(command = %name, "fail point closes the connection");
             return Outcome::Close;
         }
-        if let Some(error) = injection.error {
+        if let Some(mut error) = injection.error {
+            if error.labels.is_empty()
+                && is_resumable_change_stream_failure(state, &name, body, &error)
+            {
+                error.labels.push("ResumableChangeStreamError".to_string());
+            }
             return Outcome::Reply(finish_error(state, error));
         }
         write_concern_error = injection.write_concern_error;
     }
+
     let mut context = Context {
         state,
         connection,
@@ -317,6 +328,31 @@ pub async fn handle(
             Outcome::Reply(finish_error(state, error))
         }
     }
+}
+
+/// Returns whether `mongod` would label this failed `getMore` with ResumableChangeStreamError:
+/// the cursor is a change stream and the code is one drivers may resume after (the list the
+/// drivers' change-stream specification gives for servers without the label).
+fn is_resumable_change_stream_failure(
+    state: &ServerState,
+    name: &str,
+    body: &RawDocument,
+    error: &CommandError,
+) -> bool {
+    const RESUMABLE: [i32; 17] = [
+        6, 7, 63, 89, 91, 133, 150, 189, 234, 262, 9001, 10107, 11600, 11602, 13388, 13435, 13436,
+    ];
+    if name != "getMore" || !RESUMABLE.contains(&error.code) {
+        return false;
+    }
+    let Ok(id) = body.get_i64("getMore") else {
+        return false;
+    };
+    state
+        .cursors
+        .lock()
+        .expect("cursor lock")
+        .is_change_stream(id)
 }
 
 fn append_cluster_time(state: &ServerState, reply: &mut DocBuilder) {

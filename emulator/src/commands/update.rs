@@ -212,7 +212,23 @@ pub fn update(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let ordered = ctx.optional_bool("ordered")?.unwrap_or(true);
     let statements = ctx.documents("updates")?;
 
-    let shared = ctx.state.collection_or_create(&ctx.db, &collection_name)?;
+    // Like mongod, an update creates the collection only when an upsert may insert.
+    let may_insert = statements
+        .iter()
+        .any(|s| matches!(s.get("upsert"), Ok(Some(RawBsonRef::Boolean(true)))));
+    let shared = if may_insert {
+        ctx.state.collection_or_create(&ctx.db, &collection_name)?
+    } else {
+        match ctx.state.collection(&ctx.db, &collection_name) {
+            Some(shared) => shared,
+            None => {
+                let mut reply = DocBuilder::with_reply_prefix();
+                reply.append_i32("n", 0);
+                reply.append_i32("nModified", 0);
+                return Ok(reply);
+            }
+        }
+    };
     let mut matched = 0usize;
     let mut modified = 0usize;
     let mut upserted = RawArrayBuf::new();

@@ -9,3 +9,4 @@ pub mod plan;
 pub mod projection;
 pub mod sort;
 pub mod update;
+mod update_array;
