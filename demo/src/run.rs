@@ -151,6 +151,7 @@ fn job_request(settings: &DemoSettings, datasets: &[Dataset]) -> JobRequest {
             collection: dataset.collection.to_string(),
             target_database: (dataset.collection == "movies").then(|| "media".to_string()),
             target_collection: None,
+            target_shard_key: None,
         })
         .collect();
     JobRequest {
