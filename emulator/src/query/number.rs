@@ -33,7 +33,8 @@ pub enum Decimal {
 }
 
 const DECIMAL_EXPONENT_BIAS: i32 = 6176;
-const DECIMAL_MAX_COEFFICIENT: u128 = 9_999_999_999_999_999_999_999_999_999_999;
+/// 10^34 - 1: a Decimal128 coefficient has at most 34 decimal digits; larger ones decode as 0.
+const DECIMAL_MAX_COEFFICIENT: u128 = 9_999_999_999_999_999_999_999_999_999_999_999;
 
 impl Decimal {
     /// Decodes the 16 little-endian bytes of a Decimal128.
@@ -337,6 +338,15 @@ mod tests {
         assert_eq!(nan.total_cmp(Number::Double(f64::NAN)), Ordering::Equal);
         let decimal_nan = Number::Decimal(Decimal::NaN);
         assert_eq!(decimal_nan.total_cmp(nan), Ordering::Equal);
+    }
+
+    #[test]
+    fn decimal_with_34_digits_is_not_zero() {
+        let pi: Decimal128 = "3.141592653589793238462643383279503".parse().unwrap();
+        let pi = Number::Decimal(Decimal::decode(&pi));
+        assert_eq!(pi.total_cmp(Number::Int(0)), Ordering::Greater);
+        assert_eq!(pi.total_cmp(Number::Double(3.14)), Ordering::Greater);
+        assert_eq!(pi.total_cmp(Number::Double(3.15)), Ordering::Less);
     }
 
     #[test]
