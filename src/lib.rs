@@ -12,6 +12,7 @@
 //! - `indexes`: index plans (translated for vCore), target shard keys and index builds.
 //! - `mongo`: driver clients per credential reference and error classification.
 //! - `preflight`: the checks that run before a job starts, and their report.
+//! - `replication`: change streams, delete reconciliation, lag and cutover for online jobs.
 //! - `runtime`: the engine that advances jobs, the Functions contract and standalone workers.
 //! - `secrets`: credential references, Key Vault reads, the identity credential, vault host
 //!   checks and redaction.
@@ -27,6 +28,7 @@ pub mod jobs;
 pub mod mongo;
 pub mod preflight;
 pub mod queue;
+pub mod replication;
 pub mod runtime;
 pub mod secrets;
 pub mod state;

@@ -13,8 +13,11 @@ use super::error::ErrorBody;
 use super::view::{job_detail, job_summary, JobDetail, JobList};
 use super::ApiError;
 use crate::jobs::{transition, validate_request, Command, JobRequest, JobState};
+use crate::replication::recopy::RecopyError;
 use crate::runtime::engine::Engine;
-use crate::state::{ChunkState, CollectionRecord, CollectionState, JobRecord, StoreError};
+use crate::state::{
+    ChunkState, CollectionRecord, CollectionState, CutoverMark, JobRecord, StoreError,
+};
 
 /// `GET /`: answers the Functions host's readiness probe and names the service.
 pub async fn root() -> impl IntoResponse {
@@ -148,6 +151,7 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
         event_delivery_error: None,
         event_delivery_failures: 0,
         verification: None,
+        cutover: None,
         request: request.clone(),
     };
     let collections: Vec<CollectionRecord> = request
@@ -208,7 +212,13 @@ pub async fn list_jobs(State(engine): State<Engine>) -> Result<Response, ApiErro
     for job in jobs {
         let collections = engine.store.collections(&job.value.id).await?;
         let chunks = engine.store.chunks_of_job(&job.value.id).await?;
-        rows.push(job_summary(&job_detail(&job.value, &collections, &chunks)));
+        let streams = engine.store.streams(&job.value.id).await?;
+        rows.push(job_summary(&job_detail(
+            &job.value,
+            &collections,
+            &chunks,
+            &streams,
+        )));
     }
     Ok(Json(JobList { jobs: rows }).into_response())
 }
@@ -244,7 +254,8 @@ pub(super) async fn load_detail(
     })?;
     let collections = engine.store.collections(id).await?;
     let chunks = engine.store.chunks_of_job(id).await?;
-    let mut detail = job_detail(&job.value, &collections, &chunks);
+    let streams = engine.store.streams(id).await?;
+    let mut detail = job_detail(&job.value, &collections, &chunks, &streams);
     if job.value.verification.is_some() {
         let units = engine.store.verify_units_of_job(id).await?;
         detail.verification = crate::verify::report::summary(&job.value, &units);
@@ -279,11 +290,14 @@ pub async fn run_command(
     State(engine): State<Engine>,
     Path((id, command_name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let command = Command::parse(&command_name).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "unknown command {command_name:?}; use pause, resume, cancel or cutover"
-        ))
-    })?;
+    let command = Command::parse(&command_name)
+        .filter(|c| *c != Command::Recopy)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown command {command_name:?}; use pause, resume, cancel or cutover, or \
+                 POST /api/jobs/{{id}}/collections/{{index}}/recopy to copy one collection again"
+            ))
+        })?;
 
     loop {
         let mut job = engine.store.job(&id).await?.ok_or_else(|| {
@@ -292,6 +306,9 @@ pub async fn run_command(
         let before = job.value.state;
         let next = transition(job.value.lifecycle(), command)
             .map_err(|rejection| command_rejected(&job.value, command, &rejection))?;
+        if command == Command::Cutover {
+            job.value.cutover = Some(cutover_mark(&engine, &job.value).await?);
+        }
         job.value.state = next.state;
         job.value.resume_to = next.resume_to;
         job.value.updated_at = Utc::now();
@@ -318,7 +335,8 @@ pub async fn run_command(
     }
 }
 
-/// The 409 for a command the lifecycle table rejects, naming the state and the allowed commands.
+/// Builds the 409 for a command the lifecycle table rejects, naming the state and the allowed
+/// commands.
 pub(super) fn command_rejected(
     job: &JobRecord,
     command: Command,
@@ -345,6 +363,85 @@ pub(super) fn command_rejected(
         ),
     )
     .with_details(json!({ "state": job.state, "allowedCommands": allowed }))
+}
+
+/// Checks what the lifecycle table cannot see (failed streams) and records the source's current
+/// operation time, which every stream must pass before the job completes.
+async fn cutover_mark(engine: &Engine, job: &JobRecord) -> Result<CutoverMark, ApiError> {
+    let collections = engine.store.collections(&job.id).await?;
+    let streams = engine.store.streams(&job.id).await?;
+    let blockers = crate::replication::cutover::blockers(&collections, &streams);
+    if !blockers.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "commandNotAllowed",
+            format!("cannot cut over job {}: {}", job.name, blockers.join("; ")),
+        )
+        .with_details(json!({ "state": job.state, "cutoverBlockers": blockers })));
+    }
+    crate::replication::cutover::read_mark(engine, job)
+        .await
+        .map_err(|reason| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sourceUnavailable",
+                format!(
+                    "cannot cut over job {}: the source's current operation time could not be \
+                     read ({reason}); retry when the source is reachable",
+                    job.name
+                ),
+            )
+        })
+}
+
+/// `POST /api/jobs/{id}/collections/{index}/recopy`.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/{id}/collections/{index}/recopy",
+    tag = "jobs",
+    operation_id = "recopyCollection",
+    summary = "Copy one collection of an online job again",
+    description = "Starts the collection over: a new change-stream start point, a new snapshot \
+        copy, then replication. Use it after the collection's replication failed, for example \
+        when its resume token left the source's history.",
+    params(
+        ("id" = String, Path, description = "The job id."),
+        ("index" = u32, Path, description = "The collection's position in the job's `collections`.")
+    ),
+    responses(
+        (status = 202, description = "The collection is being copied again.", body = JobDetail),
+        (status = 401, description = "The key is missing or wrong.", body = ErrorBody),
+        (status = 404, description = "No job or collection has this id or index.", body = ErrorBody),
+        (status = 409, description = "The job's state does not allow a re-copy now.", body = ErrorBody)
+    )
+)]
+pub async fn recopy_collection(
+    State(engine): State<Engine>,
+    Path((id, index)): Path<(String, u32)>,
+) -> Result<Response, ApiError> {
+    match crate::replication::recopy::recopy_collection(&engine, &id, index).await {
+        Ok(()) => {}
+        Err(RecopyError::NotFound(message)) => return Err(ApiError::not_found(message)),
+        Err(RecopyError::NotAllowed {
+            reason,
+            state,
+            allowed,
+        }) => {
+            let allowed: Vec<&str> = allowed.into_iter().map(Command::as_str).collect();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "commandNotAllowed",
+                format!(
+                    "cannot re-copy collection {index} of job {id}: {reason} (state {})",
+                    state.as_str()
+                ),
+            )
+            .with_details(json!({ "state": state, "allowedCommands": allowed })));
+        }
+        Err(RecopyError::Engine(e)) => return Err(e.into()),
+    }
+    let detail = load_detail(&engine, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(detail)).into_response())
 }
 
 /// After `resume`: failed chunks wait to be copied again, failed unplanned collections are

@@ -40,6 +40,10 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
             get(verification::get_verification),
         )
         .route("/api/jobs/{id}/{command}", post(jobs::run_command))
+        .route(
+            "/api/jobs/{id}/collections/{index}/recopy",
+            post(jobs::recopy_collection),
+        )
         .fallback(jobs::unknown_route);
 
     let api = match mount {

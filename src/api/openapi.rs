@@ -36,6 +36,7 @@ pub const API_KEY_HEADER: &str = "apiKeyHeader";
         super::jobs::list_jobs,
         super::jobs::get_job,
         super::jobs::run_command,
+        super::jobs::recopy_collection,
         openapi_json,
         super::monitor::page,
     ),

@@ -5,7 +5,10 @@ use serde::Serialize;
 
 use crate::indexes::plan::{build_counts, index_views, BuildCounts, IndexView};
 use crate::jobs::{allowed_commands, Command, JobState, Mode, SourceKind};
-use crate::state::{ChunkRecord, ChunkState, CollectionRecord, JobRecord, Versioned};
+use crate::replication::view::{
+    cutover_blockers, stream_view, summary, ReplicationSummary, StreamView,
+};
+use crate::state::{ChunkRecord, ChunkState, CollectionRecord, JobRecord, StreamRecord, Versioned};
 
 /// One row of `GET /api/jobs`.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -52,6 +55,15 @@ pub struct JobDetail {
     /// The last job event that could not be delivered, if any.
     pub event_delivery_error: Option<String>,
     pub event_delivery_failures: u64,
+    /// Whether `POST /api/jobs/{id}/cutover` would be accepted now.
+    pub can_cutover: bool,
+    /// Reasons cutover would be rejected now; empty when it would be accepted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cutover_blockers: Vec<String>,
+    /// Change-stream progress over all collections (online jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub replication: Option<ReplicationSummary>,
     pub collections: Vec<CollectionView>,
     /// The latest verification run; absent before the first.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +99,10 @@ pub struct CollectionView {
     pub index_builds: BuildCounts,
     /// Whether the target collection was sharded on the job's `targetShardKey`.
     pub target_sharded: bool,
+    /// The collection's change stream (online jobs, once its start point is saved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub replication: Option<StreamView>,
 }
 
 pub fn collection_view(
@@ -141,6 +157,7 @@ pub fn collection_view(
         indexes: index_views(&collection.indexes.plan),
         index_builds: build_counts(&collection.indexes.plan),
         target_sharded: collection.indexes.target_sharded,
+        replication: None,
     }
 }
 
@@ -148,6 +165,7 @@ pub fn job_detail(
     job: &JobRecord,
     collections: &[Versioned<CollectionRecord>],
     chunks: &[Versioned<ChunkRecord>],
+    streams: &[Versioned<StreamRecord>],
 ) -> JobDetail {
     let now = Utc::now();
     let mut views = Vec::with_capacity(collections.len());
@@ -157,8 +175,21 @@ pub fn job_detail(
             .map(|c| &c.value)
             .filter(|c| c.collection == collection.value.index)
             .collect();
-        views.push(collection_view(&collection.value, &own, now));
+        let mut view = collection_view(&collection.value, &own, now);
+        view.replication = streams
+            .iter()
+            .find(|s| s.value.collection == collection.value.index)
+            .map(|s| stream_view(&s.value, collection.value.estimated_documents, now));
+        views.push(view);
     }
+
+    let stream_views: Vec<&StreamView> = views
+        .iter()
+        .filter_map(|v| v.replication.as_ref())
+        .collect();
+    let replication = summary(&stream_views);
+    let blockers = cutover_blockers(job, collections, streams);
+
     let copied: u64 = views.iter().map(|v| v.documents_copied).sum();
     let estimated: u64 = views.iter().map(|v| v.documents_estimated).sum();
     let bytes: u64 = views.iter().map(|v| v.bytes_copied).sum();
@@ -187,6 +218,9 @@ pub fn job_detail(
         documents_per_second: rate(copied, started, job.finished_at, now),
         event_delivery_error: job.event_delivery_error.clone(),
         event_delivery_failures: job.event_delivery_failures,
+        can_cutover: blockers.is_empty(),
+        cutover_blockers: blockers,
+        replication,
         collections: views,
         verification: None,
     }

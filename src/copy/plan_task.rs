@@ -11,9 +11,10 @@ use tracing::{info, warn, Instrument};
 use super::planner::{scan_ids, PlanCursor, PlanProgress, PlannedChunk};
 use super::{encode_document, task::CopyError};
 use crate::jobs::model::ExistingTarget;
-use crate::jobs::{JobState, SourceKind};
+use crate::jobs::{JobState, Mode, SourceKind};
 use crate::mongo::detect_source_kind;
 use crate::queue::PlanTask;
+use crate::replication::start_point::{record_start_point, StartPointError};
 use crate::runtime::engine::Engine;
 use crate::runtime::{MessageInfo, TaskOutcome};
 use crate::state::{
@@ -53,20 +54,21 @@ async fn plan_job(
         .await
         .map_err(|e| CopyError::Copy(format!("target: {e}")))?;
 
-    let mut source_kind = job.value.source_kind;
-    if source_kind.is_none() {
-        let kind = match request.options.source_kind {
-            SourceKind::Auto => {
-                let first = &request.collections[0].database;
-                detect_source_kind(&source, first).await
-            }
-            forced => forced,
-        };
-        update_job(engine, &task.job_id, |j| j.source_kind = Some(kind)).await?;
-        info!(source_kind = ?kind, "source kind decided");
-        source_kind = Some(kind);
-    }
-    let source_kind = source_kind.unwrap_or_default();
+    let source_kind = match job.value.source_kind {
+        Some(kind) => kind,
+        None => {
+            let kind = match request.options.source_kind {
+                SourceKind::Auto => {
+                    let first = &request.collections[0].database;
+                    detect_source_kind(&source, first).await
+                }
+                forced => forced,
+            };
+            update_job(engine, &task.job_id, |j| j.source_kind = Some(kind)).await?;
+            info!(source_kind = ?kind, "source kind decided");
+            kind
+        }
+    };
 
     for collection in engine.store.collections(&task.job_id).await? {
         if collection.value.planned || collection.value.state == CollectionState::Failed {
@@ -170,6 +172,19 @@ async fn plan_collection(
         if let Err(reason) = prepared {
             fail_collection(engine, &mut collection, &reason).await?;
             return Ok(PlanStep::Done);
+        }
+        if request.mode == Mode::Online {
+            // The stream's start point is saved before any of the collection is read, so every
+            // write made during the copy is replayed after it.
+            match record_start_point(engine, source, source_kind, &collection.value).await {
+                Ok(()) => {}
+                Err(StartPointError::Unsupported(reason)) => {
+                    fail_collection(engine, &mut collection, &reason).await?;
+                    return Ok(PlanStep::Done);
+                }
+                Err(StartPointError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(CopyError::Copy(e.to_string())),
+            }
         }
         collection.value.state = CollectionState::Planning;
         collection.value.estimated_documents = documents;

@@ -260,7 +260,7 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// A growing minimum wait under repeated throttling, so a tiny hint does not spin.
-fn throttle_floor(attempts: u32) -> Duration {
+pub fn throttle_floor(attempts: u32) -> Duration {
     Duration::from_millis((5u64 << attempts.min(8)).min(1_000))
 }
 

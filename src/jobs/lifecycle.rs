@@ -97,15 +97,18 @@ pub enum Command {
     Cutover,
     /// Compare the target with the source again.
     Verify,
+    /// Copy one collection of an online job again, after its replication failed or stopped.
+    Recopy,
 }
 
 impl Command {
-    pub const ALL: [Command; 5] = [
+    pub const ALL: [Command; 6] = [
         Command::Pause,
         Command::Resume,
         Command::Cancel,
         Command::Cutover,
         Command::Verify,
+        Command::Recopy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +118,7 @@ impl Command {
             Command::Cancel => "cancel",
             Command::Cutover => "cutover",
             Command::Verify => "verify",
+            Command::Recopy => "recopy",
         }
     }
 
@@ -177,6 +181,16 @@ pub fn transition(job: Lifecycle, command: Command) -> Result<Lifecycle, Rejecti
 
         (Command::Cancel, Cancelling) => reject("the job is already being cancelled".into()),
         (Command::Cancel, _) => next(Cancelling, None),
+
+        (Command::Recopy, _) if job.mode == Mode::Offline => reject(
+            "re-copying one collection applies only to online jobs; create a new offline job instead"
+                .into(),
+        ),
+        (Command::Recopy, Copying | Replicating) => next(Copying, None),
+        (Command::Recopy, _) => reject(format!(
+            "a collection can be re-copied while the job is copying or replicating, not while it is {}",
+            job.state.as_str()
+        )),
 
         (Command::Cutover, _) if job.mode == Mode::Offline => {
             reject("cutover applies only to online jobs; an offline job completes by itself".into())
@@ -245,12 +259,13 @@ mod tests {
         }
     }
 
-    /// The expected result of every (state, command) pair for a job that remembers `Copying` as
-    /// its resume target: an online job whose initial copy finished (`online_copied`), or an
-    /// offline job whose copy has not, which may neither verify nor cut over.
+    /// Returns the expected result of every (state, command) pair for a job that remembers
+    /// `Copying` as its resume target. With `online_copied` the job is online and its initial
+    /// copy finished; without it the job is offline and still copying, so it may neither verify
+    /// nor cut over.
     fn expected(state: JobState, command: Command, online_copied: bool) -> Option<JobState> {
         match (command, state) {
-            (Command::Verify | Command::Cutover, _) if !online_copied => None,
+            (Command::Verify | Command::Cutover | Command::Recopy, _) if !online_copied => None,
             (Command::Verify, Replicating) => Some(Replicating),
             (Command::Verify, Verifying | Completed | VerificationFailed) => Some(Verifying),
             (Command::Verify, _) => None,
@@ -266,6 +281,8 @@ mod tests {
             (Command::Cancel, _) => Some(Cancelling),
             (Command::Cutover, Replicating) => Some(CuttingOver),
             (Command::Cutover, _) => None,
+            (Command::Recopy, Copying | Replicating) => Some(Copying),
+            (Command::Recopy, _) => None,
         }
     }
 
@@ -381,6 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn every_pair_offline_never_recopies() {
+        for state in JobState::ALL {
+            let view = Lifecycle {
+                state,
+                mode: Mode::Offline,
+                resume_to: Some(Copying),
+                initial_copy_done: true,
+                verification_running: false,
+            };
+            let result = transition(view, Command::Recopy);
+            assert!(result.is_err(), "{state:?} accepted recopy");
+        }
+    }
+
+    #[test]
+    fn recopy_returns_online_job_to_copying() {
+        let next = transition(job(Replicating, Mode::Online), Command::Recopy).unwrap();
+        assert_eq!(next.state, Copying);
+        assert_eq!(next.resume_to, None);
+        let err = transition(job(CuttingOver, Mode::Online), Command::Recopy).unwrap_err();
+        assert!(err.reason.contains("cuttingOver"), "{}", err.reason);
+    }
+
+    #[test]
     fn offline_cutover_reason_names_mode() {
         let err = transition(job(Copying, Mode::Offline), Command::Cutover).unwrap_err();
         assert!(err.reason.contains("online"));
@@ -412,6 +453,11 @@ mod tests {
     fn allowed_commands_follow_table() {
         let allowed = allowed_commands(job(Copying, Mode::Offline));
         assert_eq!(allowed, vec![Command::Pause, Command::Cancel]);
+        let online = allowed_commands(job(Copying, Mode::Online));
+        assert_eq!(
+            online,
+            vec![Command::Pause, Command::Cancel, Command::Recopy]
+        );
         assert!(allowed_commands(job(Completed, Mode::Online)).is_empty());
     }
 

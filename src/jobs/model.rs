@@ -132,6 +132,11 @@ pub struct JobOptions {
     /// How an offline job checks the target against the source after its copy (default `full`).
     #[serde(default)]
     pub verification: VerificationMode,
+    /// Seconds between reconciliation passes while an online job replicates from a Cosmos DB (RU)
+    /// source, whose change streams carry no deletes; 0 disables them (cutover still runs one).
+    /// Default 600.
+    #[serde(default = "default_reconcile_interval_seconds")]
+    pub reconcile_interval_seconds: u64,
 }
 
 /// When non-unique indexes are built on the target.
@@ -194,6 +199,10 @@ fn default_max_parallel_chunks() -> u32 {
     4
 }
 
+fn default_reconcile_interval_seconds() -> u64 {
+    600
+}
+
 impl Default for JobOptions {
     fn default() -> Self {
         JobOptions {
@@ -205,6 +214,7 @@ impl Default for JobOptions {
             indexes: IndexTiming::AfterCopy,
             callback_url: None,
             verification: VerificationMode::Full,
+            reconcile_interval_seconds: default_reconcile_interval_seconds(),
         }
     }
 }

@@ -112,6 +112,16 @@ pub fn validate_request(request: &JobRequest) -> Result<(), FieldError> {
             ),
         ));
     }
+    if options.reconcile_interval_seconds > 7 * 24 * 3600 {
+        return Err(FieldError::new(
+            "invalidOption",
+            format!(
+                "options.reconcileIntervalSeconds is {}; use a value from 0 (no periodic \
+                 reconciliation) to 604800 (one week)",
+                options.reconcile_interval_seconds
+            ),
+        ));
+    }
     Ok(())
 }
 

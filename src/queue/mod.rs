@@ -21,14 +21,17 @@ pub enum TaskKind {
     Index,
     /// Compares chunks of the target with the source.
     Verify,
+    /// Replicates one collection's change stream.
+    Stream,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 4] = [
+    pub const ALL: [TaskKind; 5] = [
         TaskKind::Plan,
         TaskKind::Copy,
         TaskKind::Index,
         TaskKind::Verify,
+        TaskKind::Stream,
     ];
 
     /// Queue name suffix, also the Functions function name without `-task`.
@@ -38,6 +41,7 @@ impl TaskKind {
             TaskKind::Copy => "copy",
             TaskKind::Index => "index",
             TaskKind::Verify => "verify",
+            TaskKind::Stream => "stream",
         }
     }
 
@@ -48,6 +52,7 @@ impl TaskKind {
             TaskKind::Copy => "copy-task",
             TaskKind::Index => "index-task",
             TaskKind::Verify => "verify-task",
+            TaskKind::Stream => "stream-task",
         }
     }
 
@@ -82,6 +87,14 @@ pub struct IndexTask {
     pub collection: u32,
 }
 
+/// Replicates one collection's change stream, from its saved position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamTask {
+    pub job_id: String,
+    pub collection: u32,
+}
+
 /// Compares one verification unit (a chunk's range, or a collection's remainder) of a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -104,6 +117,7 @@ pub struct TaskQueues {
     /// standalone service does not wait for its next poll. Other processes still poll.
     wake: Arc<HashMap<TaskKind, Notify>>,
     verify: QueueClient,
+    stream: QueueClient,
 }
 
 impl TaskQueues {
@@ -113,6 +127,7 @@ impl TaskQueues {
             copy: account.queue(&queue_name(prefix, TaskKind::Copy)),
             index: account.queue(&queue_name(prefix, TaskKind::Index)),
             verify: account.queue(&queue_name(prefix, TaskKind::Verify)),
+            stream: account.queue(&queue_name(prefix, TaskKind::Stream)),
             wake: Arc::new(
                 TaskKind::ALL
                     .into_iter()
@@ -143,6 +158,7 @@ impl TaskQueues {
             TaskKind::Copy => &self.copy,
             TaskKind::Index => &self.index,
             TaskKind::Verify => &self.verify,
+            TaskKind::Stream => &self.stream,
         }
     }
 
@@ -151,6 +167,7 @@ impl TaskQueues {
         self.copy.create_if_not_exists().await?;
         self.index.create_if_not_exists().await?;
         self.verify.create_if_not_exists().await?;
+        self.stream.create_if_not_exists().await?;
         Ok(())
     }
 
@@ -194,6 +211,14 @@ impl TaskQueues {
         delay: Option<Duration>,
     ) -> Result<(), StorageError> {
         self.send(TaskKind::Verify, &to_json(task), delay).await
+    }
+
+    pub async fn send_stream(
+        &self,
+        task: &StreamTask,
+        delay: Option<Duration>,
+    ) -> Result<(), StorageError> {
+        self.send(TaskKind::Stream, &to_json(task), delay).await
     }
 }
 

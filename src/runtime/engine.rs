@@ -12,6 +12,8 @@ use crate::events::{AddressPolicy, Events};
 use crate::jobs::{JobState, Mode, VerificationMode};
 use crate::mongo::ClientCache;
 use crate::queue::{CopyTask, PlanTask, TaskQueues};
+use crate::replication;
+use crate::replication::cutover::CutoverProgress;
 use crate::state::{ChunkRecord, JobRecord, RunTrigger};
 use crate::state::{ChunkState, CollectionState, Store, StoreError, Versioned};
 use crate::storage::{QueueClient, StorageAccount, StorageError};
@@ -114,14 +116,28 @@ impl Engine {
 
             let collections = self.store.collections(job_id).await?;
             let chunks = self.store.chunks_of_job(job_id).await?;
+            let streams = match job.value.mode {
+                Mode::Online => self.store.streams(job_id).await?,
+                Mode::Offline => Vec::new(),
+            };
             let mut running = chunks
                 .iter()
                 .filter(|c| c.value.state == ChunkState::Running)
-                .count();
+                .count()
+                + replication::schedule::running(&streams);
             if matches!(state, JobState::Pausing | JobState::Cancelling) {
                 running += crate::verify::running_units(self, &job.value).await?;
             }
 
+            replication::schedule::enqueue_streams(
+                self,
+                &job.value,
+                &collections,
+                &chunks,
+                &streams,
+            )
+            .await?;
+            let mut failure = None;
             let next = match state {
                 JobState::Pausing if running == 0 => Some(JobState::Paused),
                 JobState::Cancelling if running == 0 => Some(JobState::Cancelled),
@@ -131,6 +147,23 @@ impl Engine {
                     crate::indexes::task::enqueue_builds(self, job_id, &collections, &chunks)
                         .await?;
                     self.copy_phase_outcome(&job.value, &collections, &chunks)
+                }
+                // A re-copied collection must be planned again, which happens while copying.
+                JobState::Replicating if replication::schedule::needs_planning(&collections) => {
+                    Some(JobState::Copying)
+                }
+                JobState::CuttingOver => {
+                    let progress =
+                        replication::cutover::progress(self, &job.value, &collections, &streams)
+                            .await;
+                    match progress {
+                        CutoverProgress::Waiting => None,
+                        CutoverProgress::Complete => Some(JobState::Completed),
+                        CutoverProgress::Blocked(reason) => {
+                            failure = Some(reason);
+                            Some(JobState::Failed)
+                        }
+                    }
                 }
                 _ => None,
             };
@@ -144,6 +177,10 @@ impl Engine {
             match next {
                 JobState::Paused => {}
                 JobState::Cancelled | JobState::Completed => job.value.finished_at = Some(now),
+                JobState::Failed if state == JobState::CuttingOver => {
+                    job.value.resume_to = Some(JobState::Replicating);
+                    job.value.last_error = failure.take();
+                }
                 JobState::Failed => {
                     job.value.resume_to = Some(JobState::Copying);
                     job.value.last_error = Some(failure_summary(&collections, &chunks));
@@ -176,6 +213,10 @@ impl Engine {
                     }
                     if next == JobState::Verifying {
                         crate::verify::advance_verification(self, job_id).await?;
+                    }
+                    if state == JobState::Replicating && next == JobState::Copying {
+                        self.mark_plan_queued(job_id).await?;
+                        self.send_plan(job_id).await?;
                     }
                     return Ok(());
                 }
@@ -336,7 +377,15 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if matches!(job.state, JobState::Queued | JobState::Planning)
+            if job.mode == Mode::Online {
+                replication::schedule::release_expired(self, &job.id, now).await?;
+            }
+            // After the initial copy, only a re-copy plans again.
+            let replanning = job.state == JobState::Copying
+                && job.mode == Mode::Online
+                && job.initial_copy_done
+                && replication::schedule::needs_planning(&self.store.collections(&job.id).await?);
+            if (matches!(job.state, JobState::Queued | JobState::Planning) || replanning)
                 && job.plan_lease_until.is_none_or(|t| t < now)
             {
                 warn!(job_id = %job.id, "planning has no live task; sending the plan task again");

@@ -11,7 +11,9 @@ use tracing::warn;
 use crate::copy::plan_task::run_plan_task;
 use crate::copy::task::{run_copy_task, CopyError};
 use crate::indexes::task::run_index_task;
-use crate::queue::{CopyTask, IndexTask, PlanTask, TaskKind, VerifyTask};
+use crate::queue::{CopyTask, IndexTask, PlanTask, StreamTask, TaskKind, VerifyTask};
+use crate::replication::stream_task::run_stream_task;
+use crate::replication::ReplicationError;
 use crate::verify::{run_verify_task, VerifyError};
 use engine::Engine;
 
@@ -65,6 +67,8 @@ pub enum TaskError {
     Task(#[from] CopyError),
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
 }
 
 /// Parses a task message body and runs it.
@@ -94,6 +98,10 @@ pub async fn run_task(
         TaskKind::Verify => {
             let task: VerifyTask = serde_json::from_str(body).map_err(bad)?;
             Ok(run_verify_task(engine, &task, message).await?)
+        }
+        TaskKind::Stream => {
+            let task: StreamTask = serde_json::from_str(body).map_err(bad)?;
+            Ok(run_stream_task(engine, &task, message).await?)
         }
     }
 }
@@ -149,6 +157,15 @@ pub async fn handle_poison(engine: &Engine, kind: TaskKind, body: &str) {
             let reason = "building the collection's indexes failed on every delivery and its \
                           message was moved to the poison queue; see earlier errors";
             crate::indexes::task::mark_failed(engine, &task, reason).await;
+        }
+        TaskKind::Stream => {
+            let Ok(task) = serde_json::from_str::<StreamTask>(body) else {
+                warn!(body_len = body.len(), "unreadable poison message dropped");
+                return;
+            };
+            if let Err(e) = crate::replication::stream_task::handle_poison(engine, &task).await {
+                warn!(error = %e, job_id = %task.job_id, "could not mark the job failed");
+            }
         }
     }
 }

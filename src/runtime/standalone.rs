@@ -11,6 +11,10 @@ use super::{handle_poison, run_task, MessageInfo};
 use crate::queue::{poison_queue_name, TaskKind};
 use crate::storage::QueueMessage;
 
+/// Minimum number of stream consumers in standalone mode; collections beyond this many
+/// replicate in turns.
+const STREAM_CONSUMERS: usize = 8;
+
 /// Starts the consumers and the scheduler; they stop when `shutdown` turns true, between
 /// messages (a task that is running finishes its current batch and checkpoint first).
 pub fn spawn_workers(
@@ -22,6 +26,9 @@ pub fn spawn_workers(
         let consumers = match kind {
             TaskKind::Plan | TaskKind::Index => 1,
             TaskKind::Copy | TaskKind::Verify => engine.settings.worker_concurrency,
+            // A stream task keeps its consumer for its whole time budget, one per replicating
+            // collection, so streams get their own, larger pool.
+            TaskKind::Stream => engine.settings.worker_concurrency.max(STREAM_CONSUMERS),
         };
         for worker in 0..consumers {
             let engine = engine.clone();
@@ -158,7 +165,7 @@ pub async fn sweep_poison(engine: &Engine) {
         let messages = match poison.receive(32, Duration::from_secs(60)).await {
             Ok(m) => m,
             // The queue exists only once the host or a consumer moved a message there.
-            Err(crate::storage::StorageError::NotFound) => continue,
+            Err(e) if e.status() == Some(404) => continue,
             Err(e) => {
                 warn!(queue = %poison_name(engine, kind), error = %e, "reading the poison queue failed");
                 continue;

@@ -6,6 +6,8 @@
 //! - `<prefix>collections`: one row per collection of a job (partition the job id);
 //! - `<prefix>chunks`: one row per chunk (partition `<job id>-<collection index>`);
 //! - `<prefix>verify`: one row per verification unit (partitioned like chunks).
+//! - `<prefix>streams`: one change-stream row per collection of an online job (partition the job
+//!   id).
 //!
 //! Each row stores its record as JSON in `Data` beside a `SchemaVersion`, plus a few plain
 //! columns for filtering. Every change is a read-modify-write with `If-Match`; a 412 surfaces as
@@ -13,10 +15,15 @@
 //! stored: jobs hold only credential references.
 
 mod records;
+mod streams;
 mod table;
 mod verify;
 
 pub use records::{ChunkRecord, ChunkState, CollectionRecord, CollectionState, JobRecord};
+pub use streams::{
+    ClusterTime, CutoverMark, ReconcilePass, ReconcileReason, ReconcileRecord, StreamRecord,
+    StreamState,
+};
 pub use table::{StoreError, Versioned};
 pub use verify::{
     Difference, DifferenceCounts, DifferenceKind, RunState, RunTrigger, SideDigest, UnitPhase,
@@ -40,6 +47,7 @@ pub struct Store {
     collections: JsonTable,
     chunks: JsonTable,
     verify: JsonTable,
+    streams: JsonTable,
 }
 
 impl Store {
@@ -50,6 +58,7 @@ impl Store {
             collections: JsonTable::new(account.table(&format!("{prefix}collections"))),
             chunks: JsonTable::new(account.table(&format!("{prefix}chunks"))),
             verify: JsonTable::new(account.table(&format!("{prefix}verify"))),
+            streams: JsonTable::new(account.table(&format!("{prefix}streams"))),
         }
     }
 
@@ -60,6 +69,7 @@ impl Store {
         self.collections.client().create_if_not_exists().await?;
         self.chunks.client().create_if_not_exists().await?;
         self.verify.client().create_if_not_exists().await?;
+        self.streams.client().create_if_not_exists().await?;
         Ok(())
     }
 

@@ -46,6 +46,10 @@ pub struct JobRecord {
     /// The latest verification run; absent until the first run starts.
     #[serde(default)]
     pub verification: Option<super::VerificationRun>,
+    /// The point an online job's streams must pass before cutover completes; set when cutover
+    /// is accepted.
+    #[serde(default)]
+    pub cutover: Option<super::CutoverMark>,
 }
 
 impl JobRecord {

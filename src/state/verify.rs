@@ -16,7 +16,7 @@ use crate::jobs::VerificationMode;
 /// Unit index of a collection's remainder; copy chunk indexes stay far below it.
 pub const REMAINDER_UNIT: u32 = 9_999_999;
 
-/// Where a verification run stands.
+/// State of a verification run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RunState {
@@ -44,7 +44,7 @@ impl RunState {
     }
 }
 
-/// What started a verification run.
+/// Event that started a verification run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RunTrigger {
@@ -119,7 +119,7 @@ pub struct SideDigest {
     pub done: bool,
 }
 
-/// How a document differs between source and target.
+/// Kind of difference between a source and a target document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DifferenceKind {
@@ -203,7 +203,7 @@ pub struct VerifyUnitRecord {
     /// Comparisons started over because the data was still changing (online jobs).
     #[serde(default)]
     pub attempts: u32,
-    /// Id of the queue message whose task holds the unit.
+    /// Id of the queue message whose task owns the unit.
     #[serde(default)]
     pub owner: Option<String>,
     #[serde(default)]
@@ -220,7 +220,7 @@ pub struct VerifyUnitRecord {
 }
 
 impl VerifyUnitRecord {
-    /// A unit waiting for its first task.
+    /// Creates a unit waiting for its first task.
     pub fn new(
         job_id: &str,
         collection: u32,
@@ -254,12 +254,12 @@ impl VerifyUnitRecord {
         }
     }
 
-    /// Whether the unit finished, matched or not.
+    /// Returns whether the unit finished, matched or not.
     pub fn is_finished(&self) -> bool {
         matches!(self.state, ChunkState::Done | ChunkState::Failed)
     }
 
-    /// Whether the unit found differences or could not be read.
+    /// Returns whether the unit found differences or could not be read.
     pub fn has_failed(&self) -> bool {
         self.state == ChunkState::Failed || self.matched == Some(false)
     }
@@ -280,7 +280,7 @@ impl Store {
             .await
     }
 
-    /// Every unit row of a job, of any run.
+    /// Reads every unit row of a job, of any run.
     pub async fn verify_units_of_job(
         &self,
         job_id: &str,
@@ -293,7 +293,7 @@ impl Store {
         self.verify.query(&filter).await
     }
 
-    /// Replaces a unit row if nobody changed it since it was read.
+    /// Replaces a unit row if no other writer changed it since it was read.
     pub async fn replace_verify_unit(
         &self,
         unit: &Versioned<VerifyUnitRecord>,

@@ -15,7 +15,7 @@ use crate::copy::reader::{spawn_filtered_reader, wait_or_fail, Batch, ReadError}
 use crate::copy::{decode_value, encode_value};
 use crate::state::{SideDigest, VerifyUnitRecord};
 
-/// How a comparison step ended.
+/// Outcome of a comparison step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Step {
     Finished,
@@ -25,7 +25,7 @@ pub(super) enum Step {
     Stopped,
 }
 
-/// What a checkpoint decided.
+/// Decision of a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Checkpoint {
     Continue,
@@ -79,7 +79,7 @@ async fn count(
     }
 }
 
-/// Where one side's digest stands.
+/// Progress of one side's digest.
 struct SideProgress {
     documents: u64,
     bytes: u64,

@@ -7,7 +7,7 @@
 //! order-independent, but two equal hashes cancel under XOR, while a sum keeps them.
 //!
 //! Any changed byte (a value, a type tag, the field order) changes that document's hash and so
-//! the sum; an accidental change goes unnoticed with probability about 2^-256. NOTE: sums of
+//! the sum. An accidental change goes unnoticed with probability about 2^-256. NOTE: sums of
 //! hashes can be forged on purpose with a generalised birthday search, so the digest guards
 //! against faults of the copy, not against someone who chooses the data on both sides.
 
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 /// The sum of the SHA-256 hashes of a set of documents, modulo 2^256.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetDigest {
-    /// Little-endian 64-bit limbs: `limbs[0]` holds the lowest bits.
+    /// Little-endian 64-bit limbs: `limbs[0]` contains the lowest bits.
     limbs: [u64; 4],
 }
 
@@ -41,7 +41,7 @@ impl SetDigest {
         }
     }
 
-    /// The digest as 64 lowercase hex digits, most significant first.
+    /// Formats the digest as 64 lowercase hex digits, most significant first.
     pub fn to_hex(&self) -> String {
         self.limbs
             .iter()
@@ -67,7 +67,7 @@ impl SetDigest {
     }
 }
 
-/// The SHA-256 hash of one document's bytes.
+/// Hashes one document's bytes with SHA-256.
 pub fn document_hash(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }

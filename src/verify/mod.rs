@@ -1,4 +1,5 @@
-//! Verification: proving, chunk by chunk, that the target holds exactly the source's documents.
+//! Verification: proving, chunk by chunk, that the target contains exactly the source's
+//! documents.
 //!
 //! A run compares one unit per copy chunk (the chunk's `_id` range) plus one per collection for
 //! the `_id` type brackets no chunk covers. In `full` mode both sides of a unit are read in `_id`

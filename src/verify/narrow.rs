@@ -2,7 +2,7 @@
 //! sorted by `_id`.
 //!
 //! The merge walks both streams in BSON order. Documents with the same `_id` bytes are compared
-//! byte for byte; an `_id` that only one side holds is missing on the target or extra on it. An
+//! byte for byte; an `_id` that only one side has is missing on the target or extra on it. An
 //! `_id` that compares equal to the other side's but has other bytes (Int32 1 on one side, Int64 1
 //! on the other) is the same key to MongoDB and counts as a different document.
 //!
@@ -28,7 +28,7 @@ const MAX_ID_CHARS: usize = 512;
 /// One-sided documents held per side before they are settled at once.
 const MAX_HELD: usize = 10_000;
 
-/// Which streams the merge consumed the head of.
+/// The streams whose head document the merge consumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Advance {
     Source,
@@ -75,13 +75,13 @@ impl Merge {
         &self.examples
     }
 
-    /// Whether no document waits for its counterpart, so the counts are final up to here.
+    /// Returns whether no document waits for its counterpart, so the counts are final up to here.
     pub fn is_settled(&self) -> bool {
         self.held_source.is_empty() && self.held_target.is_empty()
     }
 
-    /// Compares the heads of both streams and says which to consume. Documents without a
-    /// readable `_id` are reported as errors by the caller before they get here.
+    /// Compares the heads of both streams and returns which to consume. The caller reports
+    /// documents without a readable `_id` as errors before they get here.
     pub fn step(&mut self, source: Option<&RawDocument>, target: Option<&RawDocument>) -> Advance {
         match (source, target) {
             (None, None) => Advance::Neither,
@@ -192,19 +192,19 @@ enum Side {
     Target,
 }
 
-/// The `_id` of a document, if it has one.
+/// Returns the `_id` of a document, if it has one.
 pub fn id_of(document: &RawDocument) -> Option<RawBsonRef<'_>> {
     document.get("_id").ok().flatten()
 }
 
-/// The exact bytes of an `_id` (type tag and value), so Int32 1 and Int64 1 differ.
+/// Encodes an `_id` exactly (type tag and value), so Int32 1 and Int64 1 differ.
 fn id_key(id: RawBsonRef<'_>) -> Vec<u8> {
     let mut document = RawDocumentBuf::new();
     document.append("", id.to_raw_bson());
     document.into_bytes()
 }
 
-/// An example naming `id` in canonical Extended JSON, cut to [`MAX_ID_CHARS`] characters.
+/// Builds an example naming `id` in canonical Extended JSON, cut to [`MAX_ID_CHARS`] characters.
 fn example(kind: DifferenceKind, id: RawBsonRef<'_>) -> Difference {
     let text = match bson::Bson::try_from(id.to_raw_bson()) {
         Ok(value) => value.into_canonical_extjson().to_string(),

@@ -6,7 +6,7 @@
 //! below every other number), strings by their UTF-8 bytes (no collation), objects and arrays
 //! element by element (type rank, then field name, then value), binData by length, then subtype,
 //! then bytes. The order is the MongoDB manual's "Comparison/Sort Order" page.
-//! The workspace's MongoDB emulator implements the same order for its server side; the service
+//! The workspace's MongoDB emulator implements the same order for its server side. The service
 //! keeps its own copy because it does not depend on a test tool.
 //!
 //! NOTE: Decimal128 values are compared through their nearest double, so two decimals that
@@ -58,7 +58,7 @@ pub fn compare_values(a: RawBsonRef<'_>, b: RawBsonRef<'_>) -> Ordering {
             .cmp(y.code.as_bytes())
             .then_with(|| compare_elements(x.scope, y.scope)),
         (RawBsonRef::DbPointer(_), RawBsonRef::DbPointer(_)) => {
-            // The driver does not expose a DBPointer's parts; its encoding orders the namespace
+            // The driver does not expose a DBPointer's parts. Their encoding orders the namespace
             // length first, which is close enough for a type that new data never uses.
             encoded(a).cmp(&encoded(b))
         }
@@ -70,7 +70,7 @@ pub fn compare_values(a: RawBsonRef<'_>, b: RawBsonRef<'_>) -> Ordering {
     }
 }
 
-/// The canonical type rank MongoDB sorts by; types of equal rank compare by value.
+/// Returns the canonical type rank MongoDB sorts by. Types of equal rank compare by value.
 fn rank(value: RawBsonRef<'_>) -> u8 {
     match value {
         RawBsonRef::MinKey => 0,

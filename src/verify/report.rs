@@ -91,7 +91,7 @@ pub struct UnitReport {
     pub last_error: Option<String>,
 }
 
-/// The job view's summary of the latest run; `None` before the first run.
+/// Builds the job view's summary of the latest run, or `None` before the first run.
 pub fn summary(
     job: &JobRecord,
     units: &[Versioned<VerifyUnitRecord>],
@@ -109,7 +109,7 @@ pub fn summary(
     })
 }
 
-/// The full report of the latest run.
+/// Builds the full report of the latest run.
 pub fn report(
     job: &JobRecord,
     collections: &[Versioned<CollectionRecord>],
@@ -231,7 +231,7 @@ fn describe_scope(scope: Option<&Scope>) -> Value {
     }
 }
 
-/// A bound as relaxed Extended JSON, cut to 200 characters for display.
+/// Renders a bound as relaxed Extended JSON, cut to 200 characters for display.
 fn short_extjson(value: bson::Bson) -> String {
     let text = value.into_relaxed_extjson().to_string();
     if text.chars().count() <= 200 {

@@ -39,9 +39,13 @@ pub fn begin_run(job: &mut JobRecord, mode: VerificationMode, trigger: RunTrigge
     });
 }
 
-/// Starts a verification run of the job without changing its state, or returns the run that
-/// is already preparing or running; returns the run number. Cutover calls this as its last
-/// step and then waits for [`run_result`] to report the run finished.
+/// Starts a verification run of the job without changing its state and returns its number,
+/// or `None` when the job does not exist. Cutover calls this as its last step and then waits
+/// for [`run_result`] to report the run finished.
+///
+/// An unfinished run started by the same `trigger` is reused, so a retried caller does not
+/// start a second run. An unfinished run of another trigger is superseded: it read the data
+/// before this caller's point in time, and its tasks stop once their unit rows are replaced.
 pub async fn start_verification(
     engine: &Engine,
     job_id: &str,
@@ -53,7 +57,7 @@ pub async fn start_verification(
             return Ok(None);
         };
         if let Some(run) = job.value.verification.as_ref() {
-            if !run.state.is_finished() {
+            if !run.state.is_finished() && run.trigger == trigger {
                 break run.number;
             }
         }
@@ -82,8 +86,8 @@ pub struct RunResult {
     pub differences: u64,
 }
 
-/// The outcome of run `number`, once it finished; `None` while it runs or if the job's latest
-/// run is another one.
+/// Returns the outcome of run `number` once it finished, or `None` while it runs or if the job's
+/// latest run is another one.
 pub fn run_result(job: &JobRecord, number: u32) -> Option<RunResult> {
     let run = job.verification.as_ref().filter(|r| r.number == number)?;
     run.state.is_finished().then_some(RunResult {
@@ -287,7 +291,7 @@ async fn enqueue_waiting(
     Ok(())
 }
 
-/// The documents a unit reports as differing: the merge's count in `full` mode, the gap
+/// Counts the documents a unit reports as differing: the merge's count in `full` mode, the gap
 /// between the two counts in `counts` mode.
 pub fn unit_differences(unit: &VerifyUnitRecord) -> u64 {
     match unit.mode {
@@ -361,7 +365,7 @@ fn log_outcome(job: &JobRecord) {
     }
 }
 
-/// One scheduler pass over a job's run: units whose lease expired wait to be queued again,
+/// Runs one scheduler pass over a job's run: units whose lease expired wait to be queued again,
 /// then the run advances.
 pub async fn schedule_verification(engine: &Engine, job: &JobRecord) -> Result<(), EngineError> {
     let Some(run) = job.verification.as_ref() else {
@@ -503,6 +507,7 @@ mod tests {
             verification: None,
             event_delivery_error: None,
             event_delivery_failures: 0,
+            cutover: None,
         }
     }
 

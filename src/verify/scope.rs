@@ -32,7 +32,7 @@ impl Scope {
     /// The filter for the unit's `_id`s after `after` (all of them when `None`), or `None` when
     /// no `_id` can follow `after`.
     ///
-    /// A single-valued bracket (null, MinKey, MaxKey) holds at most one `_id`, so nothing in it
+    /// A single-valued bracket (null, MinKey, MaxKey) contains at most one `_id`, so nothing in it
     /// follows an `_id` of that bracket.
     pub fn filter(&self, after: Option<&Bson>) -> Option<Document> {
         match self {
@@ -76,7 +76,7 @@ fn type_filter(brackets: &[TypeBracket]) -> Option<Document> {
     Some(doc! { "_id": { "$type": aliases } })
 }
 
-/// The brackets that none of `covered` includes, in BSON order.
+/// Returns the brackets that `covered` lacks, in BSON order.
 pub fn uncovered_brackets(covered: &[TypeBracket]) -> Vec<TypeBracket> {
     TypeBracket::ALL
         .into_iter()

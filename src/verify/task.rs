@@ -2,8 +2,8 @@
 //! budget runs out, then continues through the queue.
 //!
 //! Like a copy task, the unit row names the queue message that owns it, with a lease the task
-//! renews at every checkpoint; a duplicate message finds the unit held by a live task and is
-//! dropped, and a unit whose lease expired is handed to a new message by the scheduler.
+//! renews at every checkpoint. A duplicate message finds the unit held by a live task and is
+//! dropped. The scheduler hands a unit whose lease expired to a new message.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use crate::state::{
     ChunkState, JobRecord, RunState, StoreError, UnitPhase, VerifyUnitRecord, Versioned,
 };
 
-/// How often a running unit saves its checkpoint (and so renews its lease and sees a pause).
+/// How often a running unit saves its checkpoint (and so renews its lease and checks for a pause).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many times an online job compares a differing unit again before reporting it, because
@@ -177,7 +177,7 @@ impl Session<'_> {
         self.unit.value.throttled += u64::from(count);
     }
 
-    /// Whether a checkpoint is due; cheap enough to ask after every document.
+    /// Returns whether a checkpoint is due; cheap enough to call after every document.
     pub fn checkpoint_due(&self) -> bool {
         self.last_save.elapsed() >= CHECKPOINT_INTERVAL || Instant::now() >= self.deadline
     }
@@ -202,7 +202,7 @@ impl Session<'_> {
         })
     }
 
-    /// Saves the unit row with its ETag; a conflict means another task took the unit over after
+    /// Saves the unit row with its ETag. A conflict means another task took the unit over after
     /// this one's lease expired, so this one must stop.
     pub async fn save(&mut self) -> Result<(), VerifyError> {
         if self.unit.value.state == ChunkState::Running {
@@ -223,8 +223,8 @@ impl Session<'_> {
     }
 }
 
-/// Whether units of run `run` may be compared now: the run is the job's current one and is
-/// running, and the job is in a phase that verifies.
+/// Returns whether units of run `run` may be compared now: the run is the job's current one and
+/// is running, and the job is in a phase that verifies.
 pub(super) fn may_run(job: &JobRecord, run: u32) -> bool {
     let current = job
         .verification
@@ -364,6 +364,7 @@ async fn retry_online(session: &mut Session<'_>, task: &VerifyTask) -> Result<bo
     if !replicating || session.unit.value.attempts + 1 >= ONLINE_ATTEMPTS {
         return Ok(false);
     }
+
     let delay = Duration::from_secs(10 * u64::from(session.unit.value.attempts + 1));
     let unit = &mut session.unit.value;
     let attempts = unit.attempts + 1;
@@ -385,9 +386,11 @@ async fn retry_online(session: &mut Session<'_>, task: &VerifyTask) -> Result<bo
         )
     };
     unit.state = ChunkState::Queued;
+    // The lease covers the pause, so the scheduler does not hand the unit out early.
     unit.lease_until =
         Some(Utc::now() + engine.lease() + chrono::Duration::from_std(delay).unwrap_or_default());
     session.save().await?;
+
     engine
         .queues
         .send_verify(task, Some(delay))

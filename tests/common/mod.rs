@@ -173,6 +173,36 @@ impl Harness {
         }
     }
 
+    /// Stops the service at once without waiting for running tasks (a stream task runs for its
+    /// whole time budget, which a graceful stop would wait for).
+    pub fn abort(mut self) {
+        if let Some(service) = self.service.take() {
+            service.abort();
+        }
+    }
+
+    /// Polls until the target collection equals the source byte for byte; panics with the last
+    /// difference after `timeout`.
+    pub async fn wait_identical(&self, db: &str, coll: &str, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let source = read_all(&self.source_client, db, coll).await;
+            let target = read_all(&self.target_client, db, coll).await;
+            let same = source.len() == target.len()
+                && source
+                    .iter()
+                    .zip(&target)
+                    .all(|(s, t)| s.as_bytes() == t.as_bytes());
+            if same {
+                return;
+            }
+            if started.elapsed() > timeout {
+                self.assert_identical(db, coll).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn job_request(&self, name: &str, collections: &[(&str, &str)], options: Value) -> Value {
         let collections: Vec<Value> = collections
             .iter()
