@@ -23,6 +23,23 @@ pub struct JobView {
     pub bytes_copied: u64,
     pub documents_per_second: f64,
     pub collections: Vec<CollectionView>,
+    /// The service's own check of the copy, absent until it starts.
+    #[serde(default)]
+    pub verification: Option<VerificationView>,
+}
+
+/// The service's verification of a job: per-chunk document counts and digests of the documents'
+/// BSON bytes on both sides.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationView {
+    /// `preparing`, `running`, `passed` or `failed`.
+    pub state: String,
+    pub mode: String,
+    pub chunks_total: u32,
+    pub chunks_verified: u32,
+    pub chunks_failed: u32,
+    pub differences: u64,
 }
 
 /// One collection of a [`JobView`].

@@ -94,7 +94,7 @@ pub async fn drive(
         let job = poller.poll().await?;
         match job.state {
             JobState::Completed => break job,
-            JobState::Failed | JobState::Cancelled => {
+            JobState::Failed | JobState::Cancelled | JobState::VerificationFailed => {
                 poller.progress.finish();
                 anyhow::bail!(
                     "job {} ended in state {}: {}",

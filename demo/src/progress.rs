@@ -81,6 +81,13 @@ impl JobProgress {
             job.concurrency,
             throttled
         );
+        let header = match &job.verification {
+            Some(verification) => format!(
+                "{header}, verification {} {}/{} chunks",
+                verification.state, verification.chunks_verified, verification.chunks_total
+            ),
+            None => header,
+        };
         self.header.set_message(header.clone());
 
         for (bar, collection) in self.bars.iter().zip(&job.collections) {

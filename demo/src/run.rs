@@ -200,6 +200,17 @@ fn print_outcome(outcome: &DriveOutcome) -> bool {
         })
         .collect();
     print!("{}", report::copy_table(&rows));
+    if let Some(verification) = &job.verification {
+        println!(
+            "service verification ({}): {}, {} of {} chunks verified, {} failed, {} differing documents",
+            verification.mode,
+            verification.state,
+            verification.chunks_verified,
+            verification.chunks_total,
+            verification.chunks_failed,
+            verification.differences
+        );
+    }
 
     match &outcome.pause {
         Some(pause) => {

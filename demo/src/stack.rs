@@ -131,6 +131,16 @@ pub async fn seed(client: &Client, datasets: &[Dataset]) -> anyhow::Result<Vec<S
                 anyhow::anyhow!("seeding {} on the source failed: {e}", dataset.namespace())
             })?;
         }
+        // A server that silently drops or merges documents would make the later comparison
+        // agree on the wrong data, so the count is checked against what was sent.
+        let stored = collection.count_documents(doc! {}).await?;
+        if stored != dataset.documents.len() as u64 {
+            anyhow::bail!(
+                "the source contains {stored} documents in {} after {} were inserted",
+                dataset.namespace(),
+                dataset.documents.len()
+            );
+        }
         tracing::info!(
             namespace = %dataset.namespace(),
             documents = dataset.documents.len(),
