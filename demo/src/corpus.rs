@@ -62,10 +62,15 @@ pub fn id_values() -> Vec<(&'static str, Bson)> {
         ("double smallest subnormal", Bson::Double(f64::from_bits(1))),
         ("double max", Bson::Double(f64::MAX)),
         ("decimal128", decimal("12345.6789")),
+        (
+            "decimal128 pi",
+            decimal("3.141592653589793238462643383279503"),
+        ),
+        (
+            "decimal128 max",
+            decimal("9.999999999999999999999999999999999E+6144"),
+        ),
         ("decimal128 tiny", decimal("-1E-6176")),
-        // NOTE: 34-digit Decimal128 `_id`s (such as 9.999999999999999999999999999999999E+6144)
-        // are left out until the emulator accepts them: it decodes coefficients above
-        // 10^31 - 1 as zero, so they equal Double -0.0 and each other there.
         ("string empty", Bson::String(String::new())),
         ("string ascii", Bson::String("plain".into())),
         ("string latin", Bson::String("Grüße, Ça va?".into())),
