@@ -636,3 +636,36 @@ async fn renamed_target_namespace() {
     let _ = Bson::Null;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttled_planning_scan_retries() {
+    let h = Harness::start().await;
+    h.insert_source("mig", "plan", (0..500).map(|i| doc! { "_id": i }).collect())
+        .await;
+    // The planner's `_id` scan is the first find on the source. It is throttled more times than
+    // the queue delivers a failed task, so only retries inside the scan let the job complete.
+    h.source_client
+        .database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": { "times": 8 },
+            "data": {
+                "failCommands": ["find"],
+                "errorCode": 16500,
+                "errmsg": "Error=16500, RetryAfterMs=5, Details='TooManyRequests (429)'"
+            }
+        })
+        .await
+        .unwrap();
+    let request = h.job_request(
+        "planthrottle",
+        &[("mig", "plan")],
+        json!({ "chunkDocuments": 100 }),
+    );
+    let id = h.create_job(&request).await;
+    let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["collections"][0]["chunksTotal"], 5);
+    h.assert_identical("mig", "plan").await;
+    h.stop().await;
+}

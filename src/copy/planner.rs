@@ -11,6 +11,7 @@ use bson::{doc, Bson, Document};
 use futures::TryStreamExt;
 use mongodb::options::Hint;
 use mongodb::Collection;
+use tracing::warn;
 
 use super::range::{ChunkRange, TypeBracket};
 use super::{decode_document, encode_document};
@@ -173,8 +174,12 @@ pub enum PlanProgress {
     Suspended(PlanCursor),
 }
 
+/// Round trips a scan retries after throttling or a transient error before it fails.
+const MAX_SCAN_RETRIES: u32 = 60;
+
 /// Reads `_id`s from `resume` on and hands each closed chunk to `on_chunk`, in order. Stops at
-/// `deadline` at a chunk boundary.
+/// `deadline` at a chunk boundary. A throttled or transient read error reopens the scan at the
+/// open chunk's start after the server's hint or a backoff, so no chunk is written twice.
 pub async fn scan_ids<F, Fut, E>(
     source: &Collection<Document>,
     chunk_documents: u64,
@@ -187,19 +192,76 @@ where
     Fut: std::future::Future<Output = Result<(), E>>,
     E: From<mongodb::error::Error>,
 {
-    let filter = resume.as_ref().map(PlanCursor::filter).unwrap_or_default();
+    let mut start = resume;
+    let mut splitter = Splitter::new(chunk_documents, start.clone());
+    let mut retries = 0u32;
+    loop {
+        let error = match scan_from(
+            source,
+            start.as_ref(),
+            &mut splitter,
+            deadline,
+            &mut on_chunk,
+        )
+        .await
+        {
+            Ok(progress) => return Ok(progress),
+            Err(ScanError::Callback(e)) => return Err(e),
+            Err(ScanError::Read(e)) => e,
+        };
+        retries += 1;
+        let delay = match crate::mongo::classify(&error) {
+            crate::mongo::ErrorClass::Throttled(delay) if retries <= MAX_SCAN_RETRIES => delay,
+            crate::mongo::ErrorClass::Transient if retries <= 8 => super::writer::backoff(retries),
+            _ => return Err(error.into()),
+        };
+        if Instant::now() + delay >= deadline {
+            if let Some(open) = splitter.cursor() {
+                return Ok(PlanProgress::Suspended(open.clone()));
+            }
+        }
+        warn!(
+            attempt = retries,
+            delay_ms = delay.as_millis() as u64,
+            error = %crate::mongo::describe(&error),
+            "reading source _ids failed; planning retries from the open chunk"
+        );
+        tokio::time::sleep(delay).await;
+        start = splitter.cursor().cloned().or(start);
+        splitter = Splitter::new(chunk_documents, start.clone());
+    }
+}
+
+/// A scan failure: a source read, which may be retried, or the chunk callback's own error.
+enum ScanError<E> {
+    Read(mongodb::error::Error),
+    Callback(E),
+}
+
+async fn scan_from<F, Fut, E>(
+    source: &Collection<Document>,
+    start: Option<&PlanCursor>,
+    splitter: &mut Splitter,
+    deadline: Instant,
+    on_chunk: &mut F,
+) -> Result<PlanProgress, ScanError<E>>
+where
+    F: FnMut(PlannedChunk) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let filter = start.map(PlanCursor::filter).unwrap_or_default();
     let mut cursor = source
         .find(filter)
         .projection(doc! { "_id": 1 })
         .sort(doc! { "_id": 1 })
         .hint(Hint::Keys(doc! { "_id": 1 }))
         .batch_size(10_000)
-        .await?;
-    let mut splitter = Splitter::new(chunk_documents, resume);
-    while let Some(row) = cursor.try_next().await? {
+        .await
+        .map_err(ScanError::Read)?;
+    while let Some(row) = cursor.try_next().await.map_err(ScanError::Read)? {
         let Some(id) = row.get("_id") else { continue };
         if let Some(chunk) = splitter.push(id) {
-            on_chunk(chunk).await?;
+            on_chunk(chunk).await.map_err(ScanError::Callback)?;
             if Instant::now() >= deadline {
                 if let Some(open) = splitter.cursor() {
                     return Ok(PlanProgress::Suspended(open.clone()));
@@ -208,7 +270,7 @@ where
         }
     }
     if let Some(chunk) = splitter.finish() {
-        on_chunk(chunk).await?;
+        on_chunk(chunk).await.map_err(ScanError::Callback)?;
     }
     Ok(PlanProgress::Finished)
 }
