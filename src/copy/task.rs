@@ -22,7 +22,7 @@ use crate::runtime::engine::{Engine, EngineError, MAX_DEQUEUE_COUNT};
 use crate::runtime::{MessageInfo, TaskOutcome};
 use crate::state::{ChunkRecord, ChunkState, StoreError, Versioned};
 
-/// How often a running copy saves its checkpoint (and so renews its lease and sees a pause).
+/// Interval between checkpoint saves of a running copy; each save also renews its lease.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A copy task that could not finish; the message is retried by the queue.
@@ -124,7 +124,6 @@ async fn copy_chunk(
     let deadline = started + engine.settings.task_time_budget;
     let mut batches = spawn_reader(source, range, checkpoint, options.batch_size);
     let mut last_save = Instant::now();
-    let mut unsaved = false;
     let mut throttled = 0u32;
     let mut copied = 0u64;
 
@@ -144,7 +143,7 @@ async fn copy_chunk(
             Err(WriteError::DeadlineReached) => {
                 // Nothing of this batch is checkpointed; the continuation writes it again and
                 // duplicates count as copied.
-                return continue_later(engine, &mut chunk, unsaved, throttled).await;
+                return continue_later(engine, &mut chunk, throttled).await;
             }
             Err(e) => return Err(CopyError::Copy(e.to_string())),
         };
@@ -154,18 +153,18 @@ async fn copy_chunk(
         chunk.value.checkpoint = Some(encode_value(&batch.last_id));
         chunk.value.documents_copied += count;
         chunk.value.bytes_copied += batch.bytes;
-        unsaved = true;
 
         if last_save.elapsed() >= CHECKPOINT_INTERVAL {
             save(engine, &mut chunk).await?;
-            unsaved = false;
             last_save = Instant::now();
-            if !job_is_copying(engine, &task.job_id).await? {
-                return stop_for_job_state(engine, &mut chunk).await;
-            }
+        }
+        // Pause and cancel take effect at the next batch boundary; `stop_for_job_state` saves the
+        // checkpoint of the batch just written.
+        if !job_is_copying(engine, &task.job_id).await? {
+            return stop_for_job_state(engine, &mut chunk).await;
         }
         if Instant::now() >= deadline {
-            return continue_later(engine, &mut chunk, unsaved, throttled).await;
+            return continue_later(engine, &mut chunk, throttled).await;
         }
     }
 
@@ -281,7 +280,6 @@ async fn save(engine: &Engine, chunk: &mut Versioned<ChunkRecord>) -> Result<(),
 async fn continue_later(
     engine: &Engine,
     chunk: &mut Versioned<ChunkRecord>,
-    _unsaved: bool,
     throttled: u32,
 ) -> Result<TaskOutcome, CopyError> {
     chunk.value.state = ChunkState::Queued;
