@@ -23,7 +23,7 @@ pub struct PlannedChunk {
     pub documents: u64,
 }
 
-/// Where planning stands: the open chunk's bracket and lower bound.
+/// The planning position: the open chunk's bracket and lower bound.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanCursor {
     pub bracket: TypeBracket,
@@ -48,7 +48,7 @@ impl PlanCursor {
         })
     }
 
-    /// The query for every `_id` from the open chunk's start to the end of the collection.
+    /// Builds the query for every `_id` from the open chunk's start to the end of the collection.
     fn filter(&self) -> Document {
         // The open chunk's own filter covers its bracket from `lower` (NaN included when it is
         // the first number chunk); `$type` clauses add every later bracket.
@@ -149,7 +149,7 @@ impl Splitter {
             .map(|(cursor, count)| close(cursor, None, count))
     }
 
-    /// The open chunk's start, to checkpoint.
+    /// Returns the open chunk's start, to checkpoint.
     pub fn cursor(&self) -> Option<&PlanCursor> {
         self.open.as_ref().map(|(c, _)| c)
     }
@@ -166,7 +166,7 @@ fn close(cursor: PlanCursor, upper: Option<Bson>, documents: u64) -> PlannedChun
     }
 }
 
-/// How a planning pass ended.
+/// The end state of a planning pass.
 pub enum PlanProgress {
     /// Every `_id` was read.
     Finished,

@@ -2,8 +2,8 @@
 //!
 //! MongoDB's range operators are type-bracketed: `{$gte: 5}` matches numbers only, never a string.
 //! A chunk therefore never spans two brackets. Each chunk's filter also carries a `$type` clause
-//! for its bracket, so the first chunk of a bracket needs no lower bound (values below the smallest
-//! one seen at planning time still fall into it) and the last needs no upper bound.
+//! for its bracket. So the first chunk of a bracket needs no lower bound, because values below the
+//! smallest one seen at planning time still fall into it, and the last needs no upper bound.
 
 use bson::{doc, Bson, Document};
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,7 @@ impl TypeBracket {
         TypeBracket::MaxKey,
     ];
 
-    /// The bracket a value sorts in.
+    /// Returns the bracket a value sorts in.
     pub fn of(value: &Bson) -> TypeBracket {
         match value {
             Bson::MinKey => TypeBracket::MinKey,
@@ -124,7 +124,7 @@ pub struct ChunkRange {
 }
 
 impl ChunkRange {
-    /// The whole of one bracket.
+    /// Builds the range covering the whole of one bracket.
     pub fn whole(bracket: TypeBracket) -> Self {
         ChunkRange {
             bracket,
@@ -137,9 +137,9 @@ impl ChunkRange {
     /// acknowledged) when given.
     ///
     /// NaN needs care: it sorts below every other number, but range operators never match it
-    /// (only `$gte`/`$lte` NaN do). It is therefore never a chunk bound; the first chunk of the
-    /// number bracket adds it by equality, and a checkpoint at NaN continues with
-    /// `$gte: -Infinity`, which matches every other number.
+    /// (only `$gte`/`$lte` NaN do). So NaN is never a chunk bound. The first chunk of the number
+    /// bracket adds it by equality, and a checkpoint at NaN continues with `$gte: -Infinity`,
+    /// which matches every other number.
     pub fn filter(&self, after: Option<&Bson>) -> Document {
         let mut id = doc! { "$type": self.bracket.type_clause() };
         if self.bracket.is_single_valued() {

@@ -259,7 +259,7 @@ async fn job_is_copying(engine: &Engine, job_id: &str) -> Result<bool, CopyError
     Ok(job.is_some_and(|j| matches!(j.value.state, JobState::Planning | JobState::Copying)))
 }
 
-/// Saves the chunk row with its ETag and renews the lease; a conflict means another task took
+/// Saves the chunk row with its ETag and renews the lease. A conflict means another task took
 /// the chunk over after this one's lease expired, so this one must stop writing.
 async fn save(engine: &Engine, chunk: &mut Versioned<ChunkRecord>) -> Result<(), CopyError> {
     if chunk.value.state == ChunkState::Running {

@@ -1,9 +1,9 @@
 //! Idempotent batch writes to the target.
 //!
 //! A batch goes out as one unordered bulk insert. A duplicate key on `_id` means an earlier run
-//! (a replay after a crash, or a throttled batch the server partly committed) already wrote that
-//! document; the writer then reads the target's copy and replaces it when its bytes differ from
-//! the source, so a stale version from an earlier attempt never survives. Throttled documents
+//! already wrote that document, after a crash or in a throttled batch the server partly
+//! committed. The writer then reads the target's copy and replaces it when its bytes differ from
+//! the source, so a stale version from an earlier attempt is overwritten. Throttled documents
 //! are retried alone after the server's hint.
 
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use crate::mongo::{
     classify, describe, retry_after_message, ErrorClass, DUPLICATE_KEY, TOO_MANY_REQUESTS,
 };
 
-/// What one batch write did.
+/// Counts of one batch write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub inserted: u64,
@@ -54,8 +54,8 @@ const MAX_TRANSIENT_ATTEMPTS: u32 = 8;
 /// Consecutive throttled round trips of one batch before the write gives up.
 pub const MAX_THROTTLED_ATTEMPTS: u32 = 60;
 
-/// Inserts `docs` so that each ends up on the target exactly once and byte-identical,
-/// retrying throttled and transient failures until `deadline`.
+/// Inserts `docs` so that each ends up on the target once and byte-identical, retrying
+/// throttled and transient failures until `deadline` or the retry limits.
 pub async fn write_batch(
     target: &Collection<RawDocumentBuf>,
     docs: Vec<RawDocumentBuf>,
@@ -224,14 +224,14 @@ fn id_of(doc: &RawDocumentBuf) -> Result<Bson, WriteError> {
     }
 }
 
-/// A map key for an `_id`: its exact BSON bytes, so Int32 1 and Int64 1 stay distinct.
+/// Encodes an `_id` as its exact BSON bytes for a map key, so Int32 1 and Int64 1 stay distinct.
 fn id_key(id: &Bson) -> Vec<u8> {
     let mut bytes = Vec::new();
     let _ = doc! { "v": id.clone() }.to_writer(&mut bytes);
     bytes
 }
 
-/// A duplicate-key message names the index; only the `_id` index means "already copied".
+/// Returns whether a duplicate-key message names the `_id` index, which means "already copied".
 fn is_id_duplicate(message: &str) -> bool {
     message.contains("index: _id_") || !message.contains("index:")
 }
@@ -259,7 +259,7 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
-/// A growing minimum wait under repeated throttling, so a tiny hint does not spin.
+/// Returns a growing minimum wait under repeated throttling, so a tiny hint does not spin.
 pub fn throttle_floor(attempts: u32) -> Duration {
     Duration::from_millis((5u64 << attempts.min(8)).min(1_000))
 }

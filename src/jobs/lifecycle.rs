@@ -1,8 +1,8 @@
 //! The one table that decides every user command on a job.
 //!
 //! Phase changes made by the service itself (planning finished, copy finished, all tasks
-//! stopped) live in the engine; this table only answers "may a user do this now, and what
-//! state follows".
+//! stopped) live in the engine. This table only decides whether a user may do this now, and
+//! which state follows.
 
 use serde::{Deserialize, Serialize};
 
@@ -140,7 +140,7 @@ pub struct Lifecycle {
     pub verification_running: bool,
 }
 
-/// Why a command is not allowed now.
+/// The reason a command is not allowed now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     pub reason: String,
@@ -236,7 +236,7 @@ fn verify(job: Lifecycle) -> Result<Lifecycle, Rejection> {
     }
 }
 
-/// The commands `transition` accepts for this job now.
+/// Returns the commands `transition` accepts for this job now.
 pub fn allowed_commands(job: Lifecycle) -> Vec<Command> {
     Command::ALL
         .into_iter()

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::secrets::CredentialRef;
 
-/// How a job moves data.
+/// The way a job moves data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
@@ -120,7 +120,7 @@ pub struct JobOptions {
     /// Source server kind; `auto` detects it.
     #[serde(default)]
     pub source_kind: SourceKind,
-    /// What to do when a target collection already holds documents.
+    /// What to do when a target collection already contains documents.
     #[serde(default)]
     pub existing_target: ExistingTarget,
     /// When the target's indexes are built; unique indexes are always built before the copy.
@@ -183,7 +183,7 @@ pub enum ExistingTarget {
     /// Copy anyway; documents whose `_id` already exists on the target are kept as they are.
     #[default]
     Merge,
-    /// Fail the collection if its target holds any document.
+    /// Fail the collection if its target contains any document.
     Fail,
 }
 

@@ -1,5 +1,5 @@
-//! What a driver error means for the copy loop: retry after a delay, treat as already done, or
-//! give up.
+//! Classification of driver errors for the copy loop: retry after a delay, treat as already
+//! done, or give up.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ const TRANSIENT_CODES: &[i32] = &[
     6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
 ];
 
-/// Cosmos DB for MongoDB (RU) answers a request over its request-unit budget with this code.
+/// Cosmos DB for MongoDB (RU) rejects a request over its request-unit budget with this code.
 pub const TOO_MANY_REQUESTS: i32 = 16500;
 
 pub const DUPLICATE_KEY: i32 = 11000;
@@ -52,7 +52,7 @@ pub fn classify(error: &Error) -> ErrorClass {
     }
 }
 
-/// The delay a throttled request asks for, if the error is a throttle.
+/// Returns the delay a throttled request requests, if the error is a throttle.
 pub fn throttle_delay(error: &Error) -> Option<Duration> {
     match error.kind.as_ref() {
         ErrorKind::Command(c) if c.code == TOO_MANY_REQUESTS => Some(retry_after(&c.message)),
@@ -64,7 +64,7 @@ pub fn throttle_delay(error: &Error) -> Option<Duration> {
 }
 
 /// Describes a driver error in one line for job state and logs: the server's message with its
-/// code and code name where there is one, never the raw server reply; connection strings are
+/// code and code name where there is one, never the raw server reply. Connection strings are
 /// redacted.
 pub fn describe(error: &Error) -> String {
     let text = match error.kind.as_ref() {

@@ -222,12 +222,12 @@ impl TaskQueues {
     }
 }
 
-/// The queue for a task kind: `<prefix>-<kind>`.
+/// Returns the queue name for a task kind: `<prefix>-<kind>`.
 pub fn queue_name(prefix: &str, kind: TaskKind) -> String {
     format!("{prefix}-{}", kind.as_str())
 }
 
-/// The queue the Functions host moves a message to after its last failed attempt.
+/// Returns the queue the Functions host moves a message to after its last failed attempt.
 pub fn poison_queue_name(prefix: &str, kind: TaskKind) -> String {
     format!("{}-poison", queue_name(prefix, kind))
 }

@@ -76,7 +76,7 @@ impl Engine {
         Ok(())
     }
 
-    /// The queue the Functions host (or a standalone consumer) moves failed messages to.
+    /// Returns the queue the Functions host (or a standalone consumer) moves failed messages to.
     pub fn poison_queue(&self, kind: crate::queue::TaskKind) -> QueueClient {
         self.account.queue(&crate::queue::poison_queue_name(
             &self.settings.storage_prefix,
@@ -413,7 +413,7 @@ impl Engine {
         }
     }
 
-    /// The scheduler period in standalone mode.
+    /// Returns the scheduler period in standalone mode.
     pub fn scheduler_interval(&self) -> Duration {
         self.settings.scheduler_interval
     }

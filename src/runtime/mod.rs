@@ -26,7 +26,7 @@ pub struct MessageInfo {
     pub dequeue_count: u32,
 }
 
-/// How a task run ended without error.
+/// The outcome of a task run that ended without error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskOutcome {
     Completed,
@@ -34,7 +34,7 @@ pub enum TaskOutcome {
     Continued,
     /// The job was paused or cancelled; the work waits at its checkpoint.
     Stopped,
-    /// The message had nothing to do (duplicate, finished work, unknown job); the reason says
+    /// The message had nothing to do (duplicate, finished work, unknown job). The reason names
     /// which.
     Dropped(String),
 }
@@ -49,7 +49,7 @@ impl TaskOutcome {
         }
     }
 
-    /// One line for logs: the outcome and, for a dropped message, why.
+    /// Describes the outcome in one line for logs, with the reason for a dropped message.
     pub fn describe(&self) -> String {
         match self {
             TaskOutcome::Dropped(reason) => format!("dropped: {reason}"),

@@ -2,13 +2,14 @@ use serde::{Deserialize, Serialize};
 
 use super::Redacted;
 
-/// Where a job's connection string lives. Requests carry only this reference, never the value.
+/// The location of a job's connection string. Requests carry only this reference, never the
+/// value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum CredentialRef {
-    /// An app setting (or environment variable) that holds the connection string.
+    /// An app setting (or environment variable) that contains the connection string.
     Setting { setting: String },
-    /// A Key Vault secret that holds the connection string.
+    /// A Key Vault secret that contains the connection string.
     KeyVault {
         #[serde(rename = "vaultUri")]
         vault_uri: String,

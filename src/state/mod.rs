@@ -122,7 +122,7 @@ impl Store {
         self.jobs.query_partition(JOB_PARTITION).await
     }
 
-    /// Replaces a job row if nobody changed it since it was read.
+    /// Replaces a job row if no other writer changed it since it was read.
     pub async fn replace_job(&self, job: &Versioned<JobRecord>) -> Result<String, StoreError> {
         self.jobs
             .replace(
@@ -214,7 +214,7 @@ impl Store {
             .await
     }
 
-    /// Every chunk of a job, across its collections.
+    /// Returns every chunk of a job, across its collections.
     pub async fn chunks_of_job(
         &self,
         job_id: &str,
