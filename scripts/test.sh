@@ -10,8 +10,14 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
+port_answers() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# An Azurite that already answers on the queue and table ports is used as it is, whoever
+# started it; otherwise this script starts one and stops it at exit.
 started_azurite=0
-if ! scripts/azurite.sh status >/dev/null 2>&1; then
+if ! port_answers "${AZURITE_QUEUE_PORT:-10001}" || ! port_answers "${AZURITE_TABLE_PORT:-10002}"; then
     scripts/azurite.sh start
     started_azurite=1
 fi
