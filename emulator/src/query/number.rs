@@ -345,8 +345,8 @@ mod tests {
         let pi: Decimal128 = "3.141592653589793238462643383279503".parse().unwrap();
         let pi = Number::Decimal(Decimal::decode(&pi));
         assert_eq!(pi.total_cmp(Number::Int(0)), Ordering::Greater);
-        assert_eq!(pi.total_cmp(Number::Double(3.14)), Ordering::Greater);
-        assert_eq!(pi.total_cmp(Number::Double(3.15)), Ordering::Less);
+        assert_eq!(pi.total_cmp(Number::Double(3.0)), Ordering::Greater);
+        assert_eq!(pi.total_cmp(Number::Double(4.0)), Ordering::Less);
     }
 
     #[test]
