@@ -150,11 +150,11 @@ pub async fn invoke(
     };
     match run_task(&engine, kind, &invocation.body, &message).await {
         Ok(outcome) => {
-            info!(function, outcome = outcome.as_str(), "task finished");
+            info!(function, outcome = %outcome.describe(), "task finished");
             Json(result_body(vec![format!(
                 "{} task {}",
                 kind.as_str(),
-                outcome.as_str()
+                outcome.describe()
             )]))
             .into_response()
         }
