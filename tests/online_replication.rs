@@ -872,7 +872,7 @@ async fn recopy_recovers_one_collection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quiet_collection_keeps_resume_position() {
     // The source keeps 300 change events; the noisy collection writes five times that while the
-    // quiet one sees nothing. Saving the position of empty batches keeps the quiet stream
+    // quiet one gets no write. Saving the position of empty batches keeps the quiet stream
     // inside the history, so a pause and resume afterwards does not lose it.
     let h = Harness::start_with(HarnessOptions {
         source: EmulatorOptions {

@@ -7,7 +7,8 @@
 //! - `pipeline`, `reader`, `position`: the stream's pipeline per source kind, round-trip reads and
 //!   opaque resume positions.
 //! - `events`, `apply`: one write per document per round trip, applied in bulk.
-//! - `stream_task`: the queue-triggered, time-boxed task that runs one collection's stream.
+//! - `stream_task`, `stream_lease`: the queue-triggered, time-boxed task that runs one
+//!   collection's stream, and its ownership of the stream row.
 //! - `reconcile`, `reconcile_slice`: the `_id` comparison that finds deletes, run inside the
 //!   stream task.
 //! - `cutover`, `schedule`, `recopy`, `view`: what the engine, the scheduler and the API call.
@@ -27,6 +28,7 @@ mod reconcile_slice;
 pub mod recopy;
 pub mod schedule;
 pub mod start_point;
+pub mod stream_lease;
 pub mod stream_task;
 pub mod view;
 

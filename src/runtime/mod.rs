@@ -163,7 +163,7 @@ pub async fn handle_poison(engine: &Engine, kind: TaskKind, body: &str) {
                 warn!(body_len = body.len(), "unreadable poison message dropped");
                 return;
             };
-            if let Err(e) = crate::replication::stream_task::handle_poison(engine, &task).await {
+            if let Err(e) = crate::replication::stream_lease::handle_poison(engine, &task).await {
                 warn!(error = %e, job_id = %task.job_id, "could not mark the job failed");
             }
         }
