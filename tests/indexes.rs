@@ -220,10 +220,6 @@ async fn ttl_and_partial_options_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-// TODO: with verification after the copy, this collection ends `copied` instead of `failed`
-// and the job ends `verificationFailed`; the unique-index failure from before the copy is lost
-// on some path between planning and the copy phase. Enable again once that path is fixed.
-#[ignore = "the pre-copy unique index failure is not kept on the collection yet"]
 async fn unique_violation_fails_collection() {
     let h = Harness::start().await;
     create_indexes(
@@ -267,13 +263,15 @@ async fn unique_violation_fails_collection() {
     let target = target_indexes(&h, "mig", "users").await;
     assert!(find(&target, "email_1").is_none(), "{target:?}");
 
-    // Removing the duplicate and resuming builds the index and copies the collection.
+    // Removing the stray target documents and resuming builds the index and copies the
+    // collection. Removing only one of them would leave a document the source does not have,
+    // which the verification after the copy reports.
     h.target_client
         .database("mig")
         .collection::<Document>("users")
-        .delete_one(doc! { "_id": 101 })
+        .delete_many(doc! { "_id": { "$in": [100, 101] } })
         .await
-        .expect("duplicate removed");
+        .expect("stray target documents removed");
     let (status, body) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
     assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
     let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
@@ -281,7 +279,8 @@ async fn unique_violation_fails_collection() {
     assert_eq!(index_view(&job, "email_1")["state"], "built");
     let target = target_indexes(&h, "mig", "users").await;
     assert!(find(&target, "email_1").is_some(), "{target:?}");
-    assert_eq!(h.target_count("mig", "users").await, 2);
+    assert_eq!(h.target_count("mig", "users").await, 1);
+    assert_eq!(job["verification"]["state"], "passed", "{job:#}");
     h.stop().await;
 }
 

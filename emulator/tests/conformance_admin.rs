@@ -297,3 +297,35 @@ async fn bad_hint_is_rejected() {
         db.drop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn unique_index_over_duplicates_is_refused() {
+    for target in common::targets().await {
+        let db = target.client.database(&common::unique_db("uniquedup"));
+        db.collection::<Document>("c")
+            .insert_many(vec![
+                doc! { "_id": 1, "email": "dup@example.com" },
+                doc! { "_id": 2, "email": "dup@example.com" },
+            ])
+            .await
+            .unwrap();
+        let error = db
+            .run_command(doc! {
+                "createIndexes": "c",
+                "indexes": [ { "key": { "email": 1 }, "name": "email_1", "unique": true } ],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(common::error_code(&error), Some(11000), "{}", target.name);
+        let listed: Vec<_> = db
+            .collection::<Document>("c")
+            .list_indexes()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1, "only _id_ remains on {}", target.name);
+        db.drop().await.unwrap();
+    }
+}

@@ -70,3 +70,29 @@ async fn shard_collection_is_recorded() {
         &doc! { "shardCollection": "v.c", "key": { "tenant": "hashed" } }
     );
 }
+
+#[tokio::test]
+async fn unique_index_over_duplicates_is_refused() {
+    let (_emulator, client) = common::start_personality(Personality::VCore).await;
+    let db = client.database("v");
+    db.collection::<Document>("dups")
+        .insert_many(vec![
+            doc! { "_id": 100, "email": "dup@example.com" },
+            doc! { "_id": 101, "email": "dup@example.com" },
+        ])
+        .await
+        .unwrap();
+    let error = db
+        .run_command(doc! {
+            "createIndexes": "dups",
+            "indexes": [ { "key": { "email": 1 }, "name": "email_1", "unique": true } ],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(common::error_code(&error), Some(11000));
+    // The collection keeps taking writes that the refused index would have blocked.
+    db.collection::<Document>("dups")
+        .insert_one(doc! { "_id": 102, "email": "dup@example.com" })
+        .await
+        .unwrap();
+}

@@ -180,7 +180,9 @@ impl VerificationMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ExistingTarget {
-    /// Copy anyway; documents whose `_id` already exists on the target are kept as they are.
+    /// Copy anyway. A target document whose `_id` the source also has is replaced by the
+    /// source's version; target documents the source does not have stay, and verification
+    /// reports them as extra.
     #[default]
     Merge,
     /// Fail the collection if its target contains any document.
