@@ -10,12 +10,23 @@ cd "$repo_root"
 
 cargo build --release -p vcore-migrate -p mongo-emulator -p vcore-migrate-bench
 
+port_answers() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# An Azurite that already answers on the queue and table ports is used as it is, even one
+# this script did not start; otherwise this script starts one and stops it at exit.
 started_azurite=0
-if ! scripts/azurite.sh status >/dev/null 2>&1; then
+if ! port_answers "${AZURITE_QUEUE_PORT:-10001}" || ! port_answers "${AZURITE_TABLE_PORT:-10002}"; then
     scripts/azurite.sh start
     started_azurite=1
 fi
-trap '[[ "$started_azurite" == 1 ]] && scripts/azurite.sh stop' EXIT
+cleanup() {
+    if [[ "$started_azurite" == 1 ]]; then
+        scripts/azurite.sh stop || true
+    fi
+}
+trap cleanup EXIT
 
 queue_port="${AZURITE_QUEUE_PORT:-10001}"
 table_port="${AZURITE_TABLE_PORT:-10002}"

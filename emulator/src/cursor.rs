@@ -1,17 +1,64 @@
 //! Server-side cursors for `find`, `aggregate` and change streams.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::changes::stream::StreamCursor;
+use crate::error::CommandResult;
+use crate::query::projection::Projection;
 use crate::store::StoredDocument;
 
 /// The source of the documents a cursor returns on `getMore`.
 pub enum CursorSource {
-    /// Documents computed when the cursor was opened, returned in order.
-    Documents(std::vec::IntoIter<StoredDocument>),
+    /// Documents selected when the cursor was opened, returned in order.
+    Documents(DocumentBatches),
     /// A change stream, which reads the change log as it grows.
     ChangeStream(Box<StreamCursor>),
+}
+
+/// The documents a query selected, handed out batch by batch. Each document is projected as it
+/// goes into a batch, not the whole result up front. The first batch of a large projected query
+/// is then as quick as that of an unprojected one.
+pub struct DocumentBatches {
+    documents: std::vec::IntoIter<StoredDocument>,
+    projection: Option<Projection>,
+    /// A document, already projected, that did not fit the previous batch.
+    overflow: Option<StoredDocument>,
+}
+
+impl DocumentBatches {
+    pub fn new(documents: Vec<StoredDocument>, projection: Option<Projection>) -> Self {
+        DocumentBatches {
+            documents: documents.into_iter(),
+            projection,
+            overflow: None,
+        }
+    }
+
+    /// Returns the next document, projected.
+    pub fn next_document(&mut self) -> CommandResult<Option<StoredDocument>> {
+        if let Some(document) = self.overflow.take() {
+            return Ok(Some(document));
+        }
+        let Some(document) = self.documents.next() else {
+            return Ok(None);
+        };
+        match &self.projection {
+            None => Ok(Some(document)),
+            Some(projection) => Ok(Some(Arc::new(projection.apply(&document)?))),
+        }
+    }
+
+    /// Keeps a document taken by [`Self::next_document`] for the next batch.
+    pub fn put_back(&mut self, document: StoredDocument) {
+        debug_assert!(self.overflow.is_none(), "only one document is put back");
+        self.overflow = Some(document);
+    }
+
+    pub fn is_exhausted(&self) -> bool {
+        self.overflow.is_none() && self.documents.len() == 0
+    }
 }
 
 pub struct Cursor {

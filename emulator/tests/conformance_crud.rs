@@ -424,3 +424,29 @@ async fn update_without_upsert_creates_nothing() {
         assert_eq!(common::error_code(&empty), Some(16), "{}", target.name);
     }
 }
+
+#[tokio::test]
+async fn projected_cursor_spans_many_batches() {
+    for target in common::targets().await {
+        let db = target.client.database(&common::unique_db("projbatches"));
+        let collection = db.collection::<Document>("c");
+        let documents: Vec<Document> = (0..2_500)
+            .map(|i| doc! { "_id": i, "payload": "x".repeat(200), "n": i * 2 })
+            .collect();
+        collection.insert_many(documents).await.unwrap();
+
+        let found: Vec<Document> = collection
+            .find(doc! {})
+            .projection(doc! { "n": 1 })
+            .sort(doc! { "_id": 1 })
+            .batch_size(300)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let expected: Vec<Document> = (0..2_500).map(|i| doc! { "_id": i, "n": i * 2 }).collect();
+        assert_eq!(found, expected, "{}", target.name);
+        db.drop().await.unwrap();
+    }
+}

@@ -7,6 +7,7 @@ use super::find::{charge_reads, check_hint};
 use super::update::reject_collation;
 use super::Context;
 use crate::aggregate::{parse_pipeline, run_pipeline};
+use crate::cursor::DocumentBatches;
 use crate::error::{code, CommandError, CommandResult};
 use crate::wire::DocBuilder;
 
@@ -84,11 +85,11 @@ pub fn aggregate(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         }
     };
     charge_reads(ctx, &documents)?;
-    let mut iter = documents.into_iter().peekable();
+    let mut documents = DocumentBatches::new(documents, None);
     let reply = write_batch(
-        &mut iter,
+        &mut documents,
         "firstBatch",
         batch_size.unwrap_or(DEFAULT_FIRST_BATCH),
-    );
-    Ok(finish_cursor(ctx, reply, iter, &namespace, false))
+    )?;
+    Ok(finish_cursor(ctx, reply, documents, &namespace, false))
 }

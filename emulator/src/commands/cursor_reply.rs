@@ -3,7 +3,8 @@
 use bson::RawBsonRef;
 
 use super::Context;
-use crate::cursor::CursorSource;
+use crate::cursor::{CursorSource, DocumentBatches};
+use crate::error::CommandResult;
 use crate::store::StoredDocument;
 use crate::wire::DocBuilder;
 
@@ -12,27 +13,27 @@ pub const DEFAULT_FIRST_BATCH: usize = 101;
 /// Replies stay under the 16 MB BSON limit, leaving room for the cursor envelope.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024 - 16 * 1024;
 
-/// Writes `{cursor: {<batch_field>: [...], id, ns, ...}}` with up to `batch_size` documents from
-/// `documents`, stopping early when the reply would outgrow 16 MB. Returns the reply and whether
-/// documents remain.
+/// Writes `{cursor: {<batch_field>: [...]` with up to `batch_size` documents from `documents`,
+/// stopping early when the reply would outgrow 16 MB. The caller finishes the reply with
+/// [`finish_cursor`] or, for `getMore`, with the cursor id and namespace.
 pub fn write_batch(
-    documents: &mut std::iter::Peekable<std::vec::IntoIter<StoredDocument>>,
+    documents: &mut DocumentBatches,
     batch_field: &str,
     batch_size: usize,
-) -> DocBuilder {
+) -> CommandResult<DocBuilder> {
     let mut reply = DocBuilder::with_reply_prefix();
     reply.start_document("cursor");
     reply.start_array(batch_field);
     let mut count = 0usize;
     let mut key = String::new();
     while count < batch_size {
-        let Some(next) = documents.peek() else {
+        let Some(document) = documents.next_document()? else {
             break;
         };
-        if count > 0 && reply.len() + next.as_bytes().len() > MAX_BATCH_BYTES {
+        if count > 0 && reply.len() + document.as_bytes().len() > MAX_BATCH_BYTES {
+            documents.put_back(document);
             break;
         }
-        let document = documents.next().expect("peeked");
         key.clear();
         use std::fmt::Write;
         write!(key, "{count}").expect("writing to a String");
@@ -40,7 +41,7 @@ pub fn write_batch(
         count += 1;
     }
     reply.end();
-    reply
+    Ok(reply)
 }
 
 /// Finishes a cursor reply: registers a cursor for the remaining documents (unless
@@ -48,15 +49,14 @@ pub fn write_batch(
 pub fn finish_cursor(
     ctx: &Context<'_>,
     mut reply: DocBuilder,
-    remaining: std::iter::Peekable<std::vec::IntoIter<StoredDocument>>,
+    remaining: DocumentBatches,
     namespace: &str,
     single_batch: bool,
 ) -> DocBuilder {
-    let rest: Vec<StoredDocument> = remaining.collect();
-    let id = if rest.is_empty() || single_batch {
+    let id = if remaining.is_exhausted() || single_batch {
         0
     } else {
-        ctx.register_cursor(namespace, CursorSource::Documents(rest.into_iter()))
+        ctx.register_cursor(namespace, CursorSource::Documents(remaining))
     };
     reply.append_i64("id", id);
     reply.append_str("ns", namespace);
@@ -69,10 +69,10 @@ pub fn single_batch_reply(
     ctx: &Context<'_>,
     documents: Vec<StoredDocument>,
     namespace: &str,
-) -> DocBuilder {
-    let mut iter = documents.into_iter().peekable();
-    let reply = write_batch(&mut iter, "firstBatch", usize::MAX);
-    finish_cursor(ctx, reply, iter, namespace, true)
+) -> CommandResult<DocBuilder> {
+    let mut documents = DocumentBatches::new(documents, None);
+    let reply = write_batch(&mut documents, "firstBatch", usize::MAX)?;
+    Ok(finish_cursor(ctx, reply, documents, namespace, true))
 }
 
 /// Returns the `batchSize` inside a `cursor: {batchSize}` option or a top-level field.

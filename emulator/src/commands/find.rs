@@ -4,7 +4,7 @@ use bson::{rawdoc, RawArrayBuf, RawBsonRef, RawDocument};
 
 use super::cursor_reply::{batch_size_of, finish_cursor, write_batch, DEFAULT_FIRST_BATCH};
 use super::Context;
-use crate::cursor::CursorSource;
+use crate::cursor::{CursorSource, DocumentBatches};
 use crate::error::{code, CommandError, CommandResult};
 use crate::personality::read_charge;
 use crate::query::filter::Filter;
@@ -103,19 +103,21 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
             )
         }
     };
-    let documents = match projection {
-        Some(projection) => project_all(&projection, documents)?,
-        None => documents,
-    };
     // The cosmos-ru budget is charged for the whole result up front, so a throttled find
     // returns no batch at all.
     charge_reads(ctx, &documents)?;
     let first_batch = batch_size
         .unwrap_or(DEFAULT_FIRST_BATCH)
         .min(limit.unwrap_or(usize::MAX));
-    let mut iter = documents.into_iter().peekable();
-    let reply = write_batch(&mut iter, "firstBatch", first_batch);
-    Ok(finish_cursor(ctx, reply, iter, &namespace, single_batch))
+    let mut documents = DocumentBatches::new(documents, projection);
+    let reply = write_batch(&mut documents, "firstBatch", first_batch)?;
+    Ok(finish_cursor(
+        ctx,
+        reply,
+        documents,
+        &namespace,
+        single_batch,
+    ))
 }
 
 fn non_negative(ctx: &Context<'_>, field: &str) -> CommandResult<Option<usize>> {
@@ -125,16 +127,6 @@ fn non_negative(ctx: &Context<'_>, field: &str) -> CommandResult<Option<usize>> 
         ))),
         other => Ok(other.map(|v| v as usize)),
     }
-}
-
-pub fn project_all(
-    projection: &Projection,
-    documents: Vec<StoredDocument>,
-) -> CommandResult<Vec<StoredDocument>> {
-    documents
-        .into_iter()
-        .map(|d| projection.apply(&d).map(std::sync::Arc::new))
-        .collect()
 }
 
 pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
@@ -180,15 +172,13 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
 
     let outcome = match &mut cursor.source {
         CursorSource::Documents(documents) => {
-            let mut iter = std::mem::take(documents).peekable();
-            let mut reply = write_batch(&mut iter, "nextBatch", batch_size);
-            let rest: Vec<StoredDocument> = iter.collect();
-            let exhausted = rest.is_empty();
-            *documents = rest.into_iter();
-            reply.append_i64("id", if exhausted { 0 } else { id });
-            reply.append_str("ns", &namespace);
-            reply.end();
-            Ok((reply, exhausted))
+            write_batch(documents, "nextBatch", batch_size).map(|mut reply| {
+                let exhausted = documents.is_exhausted();
+                reply.append_i64("id", if exhausted { 0 } else { id });
+                reply.append_str("ns", &namespace);
+                reply.end();
+                (reply, exhausted)
+            })
         }
         CursorSource::ChangeStream(stream) => {
             crate::changes::stream::get_more(ctx, stream, id, batch_size, max_time_ms).await

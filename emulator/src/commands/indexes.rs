@@ -28,7 +28,7 @@ pub fn list_indexes(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         .iter()
         .map(|i| Arc::new(i.spec.clone()))
         .collect();
-    Ok(single_batch_reply(ctx, specs, &namespace))
+    single_batch_reply(ctx, specs, &namespace)
 }
 
 /// Rejects key patterns and options the personality does not accept.

@@ -107,7 +107,7 @@ pub fn list_collections(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         entries.push(Arc::new(entry));
     }
     let namespace = format!("{}.$cmd.listCollections", ctx.db);
-    Ok(single_batch_reply(ctx, entries, &namespace))
+    single_batch_reply(ctx, entries, &namespace)
 }
 
 pub fn create(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
