@@ -6,6 +6,8 @@
 //! message. The chunk row names the queue message that owns it; a duplicate message finds the
 //! chunk owned by another live message and is dropped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::RawDocumentBuf;
@@ -24,9 +26,8 @@ use crate::state::{ChunkRecord, ChunkState, StoreError, Versioned};
 
 /// Interval between checkpoint saves of a running copy; each save also renews its lease.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// How often a running copy task reads the job row to see a pause or cancel. Reading it after
-/// every batch would cost one Table Storage round trip per batch, a large share of a fast copy.
-const JOB_STATE_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a running copy task's watcher reads the job row to see a pause or cancel.
+const JOB_STATE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A copy task that could not finish; the message is retried by the queue.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +128,7 @@ async fn copy_chunk(
     let deadline = started + engine.settings.task_time_budget;
     let mut batches = spawn_reader(source, range, checkpoint, options.batch_size);
     let mut last_save = Instant::now();
-    let mut last_job_check = Instant::now();
+    let watcher = JobStateWatcher::start(engine, &task.job_id);
     let mut throttled = 0u32;
     let mut copied = 0u64;
 
@@ -162,13 +163,10 @@ async fn copy_chunk(
             save(engine, &mut chunk).await?;
             last_save = Instant::now();
         }
-        // Pause and cancel take effect at the first batch boundary after the next job check;
-        // `stop_for_job_state` saves the checkpoint of the batch just written.
-        if last_job_check.elapsed() >= JOB_STATE_INTERVAL {
-            if !job_is_copying(engine, &task.job_id).await? {
-                return stop_for_job_state(engine, &mut chunk).await;
-            }
-            last_job_check = Instant::now();
+        // Pause and cancel take effect at the next batch boundary once the watcher has seen
+        // them; `stop_for_job_state` saves the checkpoint of the batch just written.
+        if watcher.stop_requested() {
+            return stop_for_job_state(engine, &mut chunk).await;
         }
         if Instant::now() >= deadline {
             return continue_later(engine, &mut chunk, throttled).await;
@@ -258,6 +256,57 @@ async fn claim(
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Reads the job row in the background while a chunk is copied, so the copy loop learns of a
+/// pause or cancel without a Table Storage round trip between its batches.
+struct JobStateWatcher {
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl JobStateWatcher {
+    fn start(engine: &Engine, job_id: &str) -> JobStateWatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let engine = engine.clone();
+        let job_id = job_id.to_string();
+        let handle = tokio::spawn(
+            async move {
+                let mut failing = false;
+                loop {
+                    tokio::time::sleep(JOB_STATE_INTERVAL).await;
+                    match job_is_copying(&engine, &job_id).await {
+                        Ok(true) => failing = false,
+                        Ok(false) => {
+                            flag.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        // The copy goes on; the next read may succeed, and the chunk's own
+                        // checkpoint saves fail loudly if the store is gone for good. One
+                        // warning per run of failures keeps the log readable.
+                        Err(e) if !failing => {
+                            failing = true;
+                            warn!(error = %e, "reading the job state failed; retrying");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        JobStateWatcher { stop, handle }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for JobStateWatcher {
+    fn drop(&mut self) {
+        self.handle.abort();
     }
 }
 
