@@ -203,7 +203,12 @@ async fn service_run(
         "source": { "setting": "BENCH_SOURCE" },
         "target": { "setting": "BENCH_TARGET" },
         "collections": [{ "database": "bench", "collection": "docs", "targetDatabase": target_db }],
-        "options": { "chunkDocuments": 50_000, "batchSize": 1_000, "maxParallelChunks": parallel }
+        "options": {
+            "chunkDocuments": 50_000,
+            "batchSize": 1_000,
+            "maxParallelChunks": parallel,
+            "verification": "off"
+        }
     });
     let started = Instant::now();
     let response = http
@@ -258,23 +263,53 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var("BENCH_SCAN_ONLY").is_ok() {
         let client = Client::with_uri_str(&source).await?;
         let coll = client.database("bench").collection::<Document>("docs");
-        for batch in [1_000u32, 10_000, 100_000] {
+        let raw = client
+            .database("bench")
+            .collection::<bson::RawDocumentBuf>("docs");
+        for (projected, batch) in [
+            (true, 10_000u32),
+            (true, 1_000),
+            (true, 5_000),
+            (false, 10_000),
+        ] {
             let started = Instant::now();
-            let mut cursor = coll
+            let projection = if projected {
+                doc! { "_id": 1 }
+            } else {
+                doc! {}
+            };
+            let mut cursor = raw
                 .find(doc! {})
-                .projection(doc! { "_id": 1 })
+                .projection(projection)
                 .sort(doc! { "_id": 1 })
                 .batch_size(batch)
                 .await?;
             let mut n = 0u64;
-            while cursor.try_next().await?.is_some() {
+            while cursor.advance().await? {
                 n += 1;
             }
+            let scan = if projected { "id scan" } else { "full scan" };
             eprintln!(
-                "id scan, batch {batch}: {n} ids in {:.2} s",
+                "{scan}, batch {batch}: {n} documents in {:.2} s",
                 started.elapsed().as_secs_f64()
             );
         }
+        // The planner's scan as it was: each row parsed into a `Document`.
+        let started = Instant::now();
+        let mut cursor = coll
+            .find(doc! {})
+            .projection(doc! { "_id": 1 })
+            .sort(doc! { "_id": 1 })
+            .batch_size(10_000)
+            .await?;
+        let mut n = 0u64;
+        while cursor.try_next().await?.is_some() {
+            n += 1;
+        }
+        eprintln!(
+            "id scan into Document, batch 10000: {n} documents in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
     let (raw_count, raw_time) = raw_pipe(&source, &target).await?;

@@ -7,8 +7,7 @@
 
 use std::time::Instant;
 
-use bson::{doc, Bson, Document};
-use futures::TryStreamExt;
+use bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::options::Hint;
 use mongodb::Collection;
 use tracing::warn;
@@ -102,9 +101,21 @@ impl Splitter {
     }
 
     /// Adds the next `_id` in sort order; returns the chunk this closes, if any.
+    #[cfg(test)]
     pub fn push(&mut self, id: &Bson) -> Option<PlannedChunk> {
-        let bracket = TypeBracket::of(id);
-        match self.open.take() {
+        let result: Result<_, std::convert::Infallible> =
+            self.push_with(TypeBracket::of(id), || Ok(id.clone()));
+        result.unwrap_or_else(|never| match never {})
+    }
+
+    /// Adds the next `_id` in sort order, given its bracket, and returns the chunk this closes,
+    /// if any. `decode` runs only when the `_id` becomes a chunk boundary.
+    pub fn push_with<E>(
+        &mut self,
+        bracket: TypeBracket,
+        decode: impl FnOnce() -> Result<Bson, E>,
+    ) -> Result<Option<PlannedChunk>, E> {
+        Ok(match self.open.take() {
             None => {
                 self.open = Some((
                     PlanCursor {
@@ -126,19 +137,26 @@ impl Splitter {
                 Some(close(cursor, None, count))
             }
             Some((cursor, count)) if count >= self.current_limit && !bracket.is_single_valued() => {
+                let id = match decode() {
+                    Ok(id) => id,
+                    Err(e) => {
+                        self.open = Some((cursor, count));
+                        return Err(e);
+                    }
+                };
                 let next = PlanCursor {
                     bracket,
                     lower: Some(id.clone()),
                 };
                 self.open = Some((next, 1));
                 self.current_limit = (self.current_limit * 2).min(self.chunk_documents);
-                Some(close(cursor, Some(id.clone()), count))
+                Some(close(cursor, Some(id), count))
             }
             Some((cursor, count)) => {
                 self.open = Some((cursor, count + 1));
                 None
             }
-        }
+        })
     }
 
     /// Closes the last chunk at the end of the data.
@@ -232,6 +250,17 @@ where
     }
 }
 
+/// `_id`s per batch of the planner's scan.
+const ID_SCAN_BATCH: u32 = 5_000;
+
+/// Reports a source row the driver could not decode as a read error.
+fn malformed<E>(error: impl std::fmt::Display) -> ScanError<E> {
+    ScanError::Read(mongodb::error::Error::from(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("the source returned an _id that is not valid BSON: {error}"),
+    )))
+}
+
 /// A scan failure: a source read, which may be retried, or the chunk callback's own error.
 enum ScanError<E> {
     Read(mongodb::error::Error),
@@ -250,17 +279,24 @@ where
     Fut: std::future::Future<Output = Result<(), E>>,
 {
     let filter = start.map(PlanCursor::filter).unwrap_or_default();
+    // Rows stay raw: decoding each `{_id}` into a `Document` cost more than the server's reply
+    // in the copy benchmark, and only chunk boundaries need a decoded `_id`.
     let mut cursor = source
+        .clone_with_type::<RawDocumentBuf>()
         .find(filter)
         .projection(doc! { "_id": 1 })
         .sort(doc! { "_id": 1 })
         .hint(Hint::Keys(doc! { "_id": 1 }))
-        .batch_size(10_000)
+        .batch_size(ID_SCAN_BATCH)
         .await
         .map_err(ScanError::Read)?;
-    while let Some(row) = cursor.try_next().await.map_err(ScanError::Read)? {
-        let Some(id) = row.get("_id") else { continue };
-        if let Some(chunk) = splitter.push(id) {
+    while cursor.advance().await.map_err(ScanError::Read)? {
+        let Some(id) = cursor.current().get("_id").map_err(malformed)? else {
+            continue;
+        };
+        let bracket = TypeBracket::of_type(id.element_type());
+        let decode = || Bson::try_from(id.to_raw_bson()).map_err(malformed);
+        if let Some(chunk) = splitter.push_with(bracket, decode)? {
             on_chunk(chunk).await.map_err(ScanError::Callback)?;
             if Instant::now() >= deadline {
                 if let Some(open) = splitter.cursor() {

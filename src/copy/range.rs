@@ -5,6 +5,7 @@
 //! for its bracket. So the first chunk of a bracket needs no lower bound, because values below the
 //! smallest one seen at planning time still fall into it, and the last needs no upper bound.
 
+use bson::spec::ElementType;
 use bson::{doc, Bson, Document};
 use serde::{Deserialize, Serialize};
 
@@ -52,25 +53,31 @@ impl TypeBracket {
 
     /// Returns the bracket a value sorts in.
     pub fn of(value: &Bson) -> TypeBracket {
-        match value {
-            Bson::MinKey => TypeBracket::MinKey,
-            Bson::Null | Bson::Undefined => TypeBracket::Null,
-            Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => {
-                TypeBracket::Number
-            }
-            Bson::String(_) | Bson::Symbol(_) => TypeBracket::String,
-            Bson::Document(_) => TypeBracket::Object,
-            Bson::Array(_) => TypeBracket::Array,
-            Bson::Binary(_) => TypeBracket::BinData,
-            Bson::ObjectId(_) => TypeBracket::ObjectId,
-            Bson::Boolean(_) => TypeBracket::Bool,
-            Bson::DateTime(_) => TypeBracket::Date,
-            Bson::Timestamp(_) => TypeBracket::Timestamp,
-            Bson::RegularExpression(_) => TypeBracket::Regex,
-            Bson::DbPointer(_) => TypeBracket::DbPointer,
-            Bson::JavaScriptCode(_) => TypeBracket::JavaScript,
-            Bson::JavaScriptCodeWithScope(_) => TypeBracket::JavaScriptWithScope,
-            Bson::MaxKey => TypeBracket::MaxKey,
+        TypeBracket::of_type(value.element_type())
+    }
+
+    /// Returns the bracket of a BSON element type, for values read without decoding them.
+    pub fn of_type(kind: ElementType) -> TypeBracket {
+        match kind {
+            ElementType::MinKey => TypeBracket::MinKey,
+            ElementType::Null | ElementType::Undefined => TypeBracket::Null,
+            ElementType::Int32
+            | ElementType::Int64
+            | ElementType::Double
+            | ElementType::Decimal128 => TypeBracket::Number,
+            ElementType::String | ElementType::Symbol => TypeBracket::String,
+            ElementType::EmbeddedDocument => TypeBracket::Object,
+            ElementType::Array => TypeBracket::Array,
+            ElementType::Binary => TypeBracket::BinData,
+            ElementType::ObjectId => TypeBracket::ObjectId,
+            ElementType::Boolean => TypeBracket::Bool,
+            ElementType::DateTime => TypeBracket::Date,
+            ElementType::Timestamp => TypeBracket::Timestamp,
+            ElementType::RegularExpression => TypeBracket::Regex,
+            ElementType::DbPointer => TypeBracket::DbPointer,
+            ElementType::JavaScriptCode => TypeBracket::JavaScript,
+            ElementType::JavaScriptCodeWithScope => TypeBracket::JavaScriptWithScope,
+            ElementType::MaxKey => TypeBracket::MaxKey,
         }
     }
 
