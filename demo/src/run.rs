@@ -320,7 +320,7 @@ fn print_outcome(outcome: &DriveOutcome, workload_seed: u64) -> bool {
             pause.held_still()
         }
         None => {
-            println!("pause: not exercised, because the job completed before the pause point");
+            println!("pause: not exercised, because the job ended before the pause point");
             true
         }
     }
