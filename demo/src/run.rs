@@ -214,7 +214,7 @@ fn check_workload(report: &WorkloadReport, comparisons: &[Comparison]) -> bool {
     }
     if problems.is_empty() {
         println!(
-            "workload check: every write found its document, and each source collection holds \
+            "workload check: every write found its document, and each source collection contains \
              the documents the workload expects"
         );
         true
