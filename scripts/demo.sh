@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs the end-to-end demo: migrates public datasets and a BSON type corpus from an emulated
 # Cosmos DB for MongoDB (RU) account to an emulated vCore cluster with vcore-migrate, and checks
-# that every collection arrived byte for byte.
+# that every collection arrived byte for byte. By default the job is online: a live workload
+# writes to the source during the copy and replication, then the demo cuts over
+# (--mode offline runs an offline job).
 #
 # Usage: scripts/demo.sh [demo options]   (scripts/demo.sh --help lists them)
 #
 # On first run it downloads the datasets (npm package vega-datasets) and Azurite into .tools/,
 # which git ignores. It starts Azurite on free ports of 127.0.0.1, runs the demo binary in release
 # mode, and stops Azurite when it exits, whether the demo passed, failed or was interrupted. The
-# exit code is the demo's: 0 only when every target collection is identical to its source.
+# exit code is the demo's: 0 only when the job completed and every target collection is
+# identical to its source.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

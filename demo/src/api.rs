@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use vcore_migrate::jobs::{JobRequest, JobState};
+use vcore_migrate::jobs::{JobRequest, JobState, Mode};
 
 /// `GET /api/jobs/{id}`, with the fields the demo reads. Unknown fields are ignored, so the
 /// service may add more.
@@ -13,6 +14,7 @@ use vcore_migrate::jobs::{JobRequest, JobState};
 pub struct JobView {
     pub id: String,
     pub name: String,
+    pub mode: Mode,
     pub state: JobState,
     pub percent: f64,
     /// Chunks copied at once, which the service lowers while the source throttles.
@@ -26,6 +28,65 @@ pub struct JobView {
     /// The service's own check of the copy, absent until it starts.
     #[serde(default)]
     pub verification: Option<VerificationView>,
+    /// Whether `POST /api/jobs/{id}/cutover` would be accepted now.
+    #[serde(default)]
+    pub can_cutover: bool,
+    /// Reasons cutover would be rejected now; empty when it would be accepted.
+    #[serde(default)]
+    pub cutover_blockers: Vec<String>,
+    /// Change-stream progress over all collections (online jobs).
+    #[serde(default)]
+    pub replication: Option<ReplicationView>,
+}
+
+/// A job's replication over all its collections.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationView {
+    pub events_applied: u64,
+    /// The largest lag of any collection whose lag is known.
+    pub lag_seconds: Option<f64>,
+    pub deletes_found_by_reconciliation: u64,
+    pub streams_running: u32,
+    pub streams_failed: u32,
+}
+
+/// One collection's change stream.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamView {
+    /// `pending`, `waiting`, `queued`, `running`, `finished`, `stopped` or `failed`.
+    pub state: String,
+    pub events_applied: u64,
+    pub upserts: u64,
+    pub deletes: u64,
+    pub lag_seconds: Option<f64>,
+    pub reconciliation: ReconcileView,
+    pub last_error: Option<String>,
+}
+
+/// Reconciliation of one collection: target documents deleted because the source no longer
+/// has them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileView {
+    pub running: bool,
+    /// `periodic`, `recopy` or `cutover`, for the running pass.
+    pub reason: Option<String>,
+    /// Progress of the running pass.
+    pub percent: Option<f64>,
+    pub passes_completed: u32,
+    pub deletes_found: u64,
+}
+
+/// `GET /api/jobs/{id}/verification`, with the fields the demo reads.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationReport {
+    /// `notStarted`, or the latest run's state.
+    pub state: String,
+    /// The event that started the latest run: `copy`, `request` or `cutover`.
+    pub trigger: Option<String>,
 }
 
 /// The service's verification of a job: per-chunk document counts and digests of the documents'
@@ -61,6 +122,9 @@ pub struct CollectionView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The collection's change stream (online jobs, once its start point is saved).
+    #[serde(default)]
+    pub replication: Option<StreamView>,
 }
 
 /// The service's error body.
@@ -75,6 +139,7 @@ struct ErrorBody {
 pub enum JobCommand {
     Pause,
     Resume,
+    Cutover,
 }
 
 impl JobCommand {
@@ -82,6 +147,7 @@ impl JobCommand {
         match self {
             JobCommand::Pause => "pause",
             JobCommand::Resume => "resume",
+            JobCommand::Cutover => "cutover",
         }
     }
 }
@@ -134,13 +200,27 @@ impl ApiClient {
             .await
     }
 
-    async fn send(
+    /// Starts a verification run with `POST /api/jobs/{id}/verify`, in the job's verification
+    /// mode.
+    pub async fn verify(&self, id: &str) -> anyhow::Result<VerificationReport> {
+        let path = format!("/api/jobs/{id}/verify");
+        self.send(Method::POST, &path, None, StatusCode::ACCEPTED)
+            .await
+    }
+
+    /// Reads the latest verification run with `GET /api/jobs/{id}/verification`.
+    pub async fn verification(&self, id: &str) -> anyhow::Result<VerificationReport> {
+        let path = format!("/api/jobs/{id}/verification");
+        self.send(Method::GET, &path, None, StatusCode::OK).await
+    }
+
+    async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
         expected: StatusCode,
-    ) -> anyhow::Result<JobView> {
+    ) -> anyhow::Result<T> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base_url));
@@ -163,7 +243,7 @@ impl ApiClient {
             anyhow::bail!("{method} {path} returned {status}, expected {expected}: {detail}");
         }
         serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow::anyhow!("{method} {path} returned a job the demo cannot read: {e}")
+            anyhow::anyhow!("{method} {path} returned a body the demo cannot read: {e}")
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The end-to-end demo of vcore-migrate: real datasets and a BSON type corpus are loaded into an
 //! emulated Cosmos DB for MongoDB (RU) account, migrated by the service in standalone mode to an
-//! emulated vCore cluster, and compared byte for byte.
+//! emulated vCore cluster (online, under a live workload, or offline), and compared byte for
+//! byte.
 //!
 //! Layout:
 //! - `run`: the demo from start to end.
@@ -9,7 +10,9 @@
 //! - `corpus`: documents covering every BSON type and many `_id` types.
 //! - `stack`: the emulators, the seeded source and the in-process service.
 //! - `api`: the HTTP client for the job API.
-//! - `driver`: creates the job, pauses and resumes it once, and waits for it.
+//! - `driver`: creates the job, pauses and resumes it once, cuts an online job over, and waits
+//!   for it.
+//! - `workload`: the seeded mix of writes an online demo sends to the source, and its runner.
 //! - `progress`: one progress bar per collection while the job runs.
 //! - `compare`: byte-for-byte comparison of a target collection with its source.
 //! - `report`: the copy and comparison tables printed at the end.
@@ -24,3 +27,4 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod stack;
+pub mod workload;

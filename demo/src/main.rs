@@ -1,21 +1,33 @@
 //! Runs the end-to-end demo. It seeds an emulated Cosmos DB for MongoDB (RU) account with public
 //! datasets and a BSON type corpus, and migrates it with the service to an emulated vCore cluster.
-//! It pauses and resumes the job once, and compares every collection byte for byte.
+//! By default the job is online: a live workload writes to the source during the copy and
+//! replication, then the demo cuts over. It pauses and resumes the job once, and compares every
+//! collection byte for byte.
 //!
 //! Run with `scripts/demo.sh`, which starts Azurite and fetches the datasets first. The exit code
-//! is 0 only when every target collection is identical to its source.
+//! is 0 only when the job completed and every target collection is identical to its source.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use vcore_migrate::jobs::Mode;
 use vcore_migrate_demo::stack::{AzuritePorts, EmulatorPlan};
 
 /// Names of the environment variables that the job's `{ "setting": NAME }` references point to.
 const SOURCE_SETTING: &str = "VCM_DEMO_SOURCE_CONNECTION";
 const TARGET_SETTING: &str = "VCM_DEMO_TARGET_CONNECTION";
+
+/// The kind of job the demo runs.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DemoMode {
+    /// Copy, then replicate a live workload's writes, then cut over.
+    Online,
+    /// Copy a snapshot; the source stays unchanged.
+    Offline,
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,6 +35,23 @@ const TARGET_SETTING: &str = "VCM_DEMO_TARGET_CONNECTION";
     about = "Migrates public datasets between two MongoDB emulators with vcore-migrate and checks the result"
 )]
 struct Args {
+    /// The kind of job: online (copy, replication under a live workload, cutover) or offline.
+    #[arg(long, value_enum, default_value_t = DemoMode::Online)]
+    mode: DemoMode,
+
+    /// Writes per second of the online workload on the source (inserts, $set and $inc updates,
+    /// replaces and deletes).
+    #[arg(long, default_value_t = 300.0)]
+    writes_per_second: f64,
+
+    /// Seconds an online job keeps replicating under the workload once cutover is possible.
+    #[arg(long, default_value_t = 15)]
+    replicate_seconds: u64,
+
+    /// Seed of the workload's random choices; the same seed repeats the same writes.
+    #[arg(long, default_value_t = 1)]
+    workload_seed: u64,
+
     /// Folder holding movies.json, flights-200k.json and earthquakes.json from vega-datasets.
     #[arg(
         long,
@@ -111,6 +140,13 @@ fn settings(args: &Args) -> vcore_migrate_demo::run::DemoSettings {
             table: args.azurite_table_port,
         },
         chunk_documents: args.chunk_documents,
+        mode: match args.mode {
+            DemoMode::Online => Mode::Online,
+            DemoMode::Offline => Mode::Offline,
+        },
+        writes_per_second: args.writes_per_second,
+        workload_seed: args.workload_seed,
+        replicate_for: Duration::from_secs(args.replicate_seconds),
         source_setting: SOURCE_SETTING.to_string(),
         target_setting: TARGET_SETTING.to_string(),
         pause_at: args.pause_at,
@@ -129,6 +165,12 @@ fn prepare_environment(args: &Args) -> anyhow::Result<EmulatorPlan> {
         anyhow::bail!(
             "--pause-at must be at least 0 and below 1, got {}",
             args.pause_at
+        );
+    }
+    if !(args.writes_per_second > 0.0 && args.writes_per_second <= 10_000.0) {
+        anyhow::bail!(
+            "--writes-per-second must be above 0 and at most 10000, got {}",
+            args.writes_per_second
         );
     }
     // Both listeners stay open until both ports are known, so the two ports differ. Another

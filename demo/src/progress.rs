@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::api::JobView;
+use crate::api::{CollectionView, JobView};
 
 /// Seconds between plain status blocks when stderr is not a terminal.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -69,8 +69,9 @@ impl JobProgress {
         }
     }
 
-    /// Shows `job`'s latest figures, with `throttled` source reads so far.
-    pub fn update(&mut self, job: &JobView, throttled: u64) {
+    /// Shows `job`'s latest figures, with `throttled` source reads so far and the workload's
+    /// `workload_writes` while it runs.
+    pub fn update(&mut self, job: &JobView, throttled: u64, workload_writes: Option<u64>) {
         let header = format!(
             "job {} {}: {:.1}% of {} documents, {:.0} docs/s, concurrency {}, {} throttled reads",
             job.name,
@@ -88,6 +89,14 @@ impl JobProgress {
             ),
             None => header,
         };
+        let header = match &job.replication {
+            Some(_) => format!("{header}, {}", replication_line(job)),
+            None => header,
+        };
+        let header = match workload_writes {
+            Some(writes) => format!("{header}, workload {writes} writes"),
+            None => header,
+        };
         self.header.set_message(header.clone());
 
         for (bar, collection) in self.bars.iter().zip(&job.collections) {
@@ -97,13 +106,7 @@ impl JobProgress {
                 .max(1);
             bar.set_length(length);
             bar.set_position(collection.documents_copied);
-            bar.set_message(format!(
-                "{} · chunks {}/{} · {:.0} docs/s",
-                collection.state,
-                collection.chunks_completed,
-                collection.chunks_total,
-                collection.documents_per_second
-            ));
+            bar.set_message(collection_message(collection));
         }
 
         if !self.interactive
@@ -115,14 +118,12 @@ impl JobProgress {
             eprintln!("{header}");
             for collection in &job.collections {
                 eprintln!(
-                    "  {:<24} {:>5.1}% {:>8}/{:<8} {} chunks {}/{}",
+                    "  {:<24} {:>5.1}% {:>8}/{:<8} {}",
                     collection.source,
                     collection.percent,
                     collection.documents_copied,
                     collection.documents_estimated,
-                    collection.state,
-                    collection.chunks_completed,
-                    collection.chunks_total
+                    collection_message(collection)
                 );
             }
         }
@@ -144,4 +145,61 @@ impl JobProgress {
             bar.finish();
         }
     }
+}
+
+/// Describes a job's replication in one line: largest lag, events applied, and reconciliation.
+pub fn replication_line(job: &JobView) -> String {
+    let Some(replication) = &job.replication else {
+        return "no replication yet".to_string();
+    };
+    let lag = replication
+        .lag_seconds
+        .map_or("unknown".to_string(), |s| format!("{s:.1} s"));
+    let reconciling: Vec<String> = job
+        .collections
+        .iter()
+        .filter_map(|c| {
+            let pass = &c.replication.as_ref()?.reconciliation;
+            pass.running
+                .then(|| format!("{} {:.0}%", c.source, pass.percent.unwrap_or(0.0)))
+        })
+        .collect();
+    let reconciliation = if reconciling.is_empty() {
+        String::new()
+    } else {
+        format!(", reconciling {}", reconciling.join(", "))
+    };
+    format!(
+        "lag {lag}, {} events applied, {} deletes found by reconciliation{reconciliation}",
+        replication.events_applied, replication.deletes_found_by_reconciliation
+    )
+}
+
+/// Describes one collection's copy and, once it replicates, its change stream.
+fn collection_message(collection: &CollectionView) -> String {
+    let copy = format!(
+        "{} · chunks {}/{} · {:.0} docs/s",
+        collection.state,
+        collection.chunks_completed,
+        collection.chunks_total,
+        collection.documents_per_second
+    );
+    let Some(stream) = &collection.replication else {
+        return copy;
+    };
+    let lag = stream
+        .lag_seconds
+        .map_or("-".to_string(), |s| format!("{s:.1} s"));
+    let reconciliation = if stream.reconciliation.running {
+        format!(
+            " · reconciling {:.0}%",
+            stream.reconciliation.percent.unwrap_or(0.0)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{copy} · stream {} · {} events · lag {lag}{reconciliation}",
+        stream.state, stream.events_applied
+    )
 }

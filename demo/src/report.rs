@@ -1,10 +1,12 @@
-//! The tables the demo prints when the job ends: what each collection copied and how fast, and
-//! how each target collection compares with its source.
+//! The tables the demo prints when the job ends: what each collection copied and how fast, what
+//! the workload wrote and the streams applied (online jobs), and how each target collection
+//! compares with its source.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::compare::Comparison;
+use crate::workload::{KindCounts, WriteKind};
 
 /// One collection's copy figures, as the job reported them.
 pub struct CopyRow {
@@ -75,6 +77,93 @@ fn write_copy_line(table: &mut String, name: &str, row: &CopyRow) {
         "{name:<40} {documents:>10} {:>11} {documents_per_second:>10} {bytes_per_second:>11} {duration:>9} {throttled:>9}",
         human_bytes(bytes)
     );
+}
+
+/// Renders the workload's writes per collection and kind, with a total line.
+pub fn workload_table(namespaces: &[String], counts: &[KindCounts]) -> String {
+    let mut table = String::new();
+    let _ = write!(table, "{:<40}", "collection");
+    for kind in WriteKind::ALL {
+        let _ = write!(table, " {:>9}", kind.label());
+    }
+    let _ = writeln!(table, " {:>9}", "total");
+
+    let mut total = KindCounts::default();
+    for (namespace, row) in namespaces.iter().zip(counts) {
+        write_workload_line(&mut table, namespace, row);
+        for (sum, count) in total.0.iter_mut().zip(row.0) {
+            *sum += count;
+        }
+    }
+    write_workload_line(&mut table, "total", &total);
+    table
+}
+
+fn write_workload_line(table: &mut String, name: &str, counts: &KindCounts) {
+    let _ = write!(table, "{name:<40}");
+    for kind in WriteKind::ALL {
+        let _ = write!(table, " {:>9}", counts.get(kind));
+    }
+    let _ = writeln!(table, " {:>9}", counts.total());
+}
+
+/// One collection's change stream, as the job reported it at the end.
+pub struct ReplicationRow {
+    pub source: String,
+    pub target: String,
+    pub state: String,
+    pub events_applied: u64,
+    pub upserts: u64,
+    /// Deletes the stream applied (delete events, or updates of documents deleted since).
+    pub deletes: u64,
+    /// Target documents reconciliation deleted because the source no longer had them.
+    pub reconciled_deletes: u64,
+    pub reconcile_passes: u32,
+}
+
+/// Renders the replication table with a total line.
+pub fn replication_table(rows: &[ReplicationRow]) -> String {
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "{:<40} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7}",
+        "collection (source -> target)",
+        "stream",
+        "events",
+        "upserts",
+        "deletes",
+        "reconciled",
+        "passes"
+    );
+    for row in rows {
+        let name = if row.source == row.target {
+            row.source.clone()
+        } else {
+            format!("{} -> {}", row.source, row.target)
+        };
+        let _ = writeln!(
+            table,
+            "{name:<40} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7}",
+            row.state,
+            row.events_applied,
+            row.upserts,
+            row.deletes,
+            row.reconciled_deletes,
+            row.reconcile_passes
+        );
+    }
+    let _ = writeln!(
+        table,
+        "{:<40} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7}",
+        "total",
+        "",
+        rows.iter().map(|r| r.events_applied).sum::<u64>(),
+        rows.iter().map(|r| r.upserts).sum::<u64>(),
+        rows.iter().map(|r| r.deletes).sum::<u64>(),
+        rows.iter().map(|r| r.reconciled_deletes).sum::<u64>(),
+        rows.iter().map(|r| r.reconcile_passes).sum::<u32>()
+    );
+    table
 }
 
 /// Renders the comparison table: counts per side, identical documents, and the verdict, with
@@ -201,5 +290,61 @@ mod tests {
         assert!(lines[1].ends_with("identical"), "{table}");
         assert!(lines[2].ends_with("DIFFERENT"), "{table}");
         assert_eq!(lines[3], "    first difference: _id 1: field 1 differs");
+    }
+
+    #[test]
+    fn workload_table_sums_kinds_and_collections() {
+        let namespaces = [
+            "aviation.flights".to_string(),
+            "geo.earthquakes".to_string(),
+        ];
+        let counts = [KindCounts([1, 2, 3, 4, 5]), KindCounts([10, 0, 0, 0, 7])];
+        let table = workload_table(&namespaces, &counts);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        let header: Vec<&str> = lines[0].split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "collection",
+                "inserts",
+                "$set",
+                "$inc",
+                "replaces",
+                "deletes",
+                "total"
+            ]
+        );
+        let flights: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(flights, ["aviation.flights", "1", "2", "3", "4", "5", "15"]);
+        let total: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(total, ["total", "11", "2", "3", "4", "12", "32"]);
+    }
+
+    #[test]
+    fn replication_table_sums_streams() {
+        let row = |source: &str, target: &str, events: u64, reconciled: u64| ReplicationRow {
+            source: source.into(),
+            target: target.into(),
+            state: "finished".into(),
+            events_applied: events,
+            upserts: events,
+            deletes: 0,
+            reconciled_deletes: reconciled,
+            reconcile_passes: 1,
+        };
+        let rows = [
+            row("aviation.flights", "aviation.flights", 100, 7),
+            row("cinema.movies", "media.movies", 20, 3),
+        ];
+        let table = replication_table(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(
+            lines[2].starts_with("cinema.movies -> media.movies"),
+            "{table}"
+        );
+        let total: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(total, ["total", "120", "120", "0", "10", "2"]);
     }
 }

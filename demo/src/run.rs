@@ -12,9 +12,11 @@ use crate::api::{ApiClient, JobView};
 use crate::compare::{compare_collections, Comparison};
 use crate::corpus;
 use crate::datasets::{self, Dataset};
-use crate::driver::{self, DriveOptions, DriveOutcome};
-use crate::report::{self, human_bytes, CopyRow};
+use crate::driver::{self, DriveOptions, DriveOutcome, WorkloadPlan};
+use crate::report::{self, human_bytes, CopyRow, ReplicationRow};
 use crate::stack::{self, AzuritePorts, EmulatorPlan, Emulators, Service};
+use crate::workload::runner::WorkloadReport;
+use crate::workload::WorkloadModel;
 
 /// Everything the demo is configured with, apart from the emulators' plan.
 pub struct DemoSettings {
@@ -25,14 +27,22 @@ pub struct DemoSettings {
     pub source_setting: String,
     /// Environment variable that contains the target's connection string.
     pub target_setting: String,
+    pub mode: Mode,
     pub pause_at: f64,
     pub pause_hold: Duration,
+    /// Writes per second of the workload on the source (online jobs).
+    pub writes_per_second: f64,
+    /// Seed of the workload's choices, so a run's writes can be repeated.
+    pub workload_seed: u64,
+    /// Time an online job replicates under the workload once cutover is possible.
+    pub replicate_for: Duration,
     pub timeout: Duration,
     pub log_file: PathBuf,
 }
 
 /// Runs the demo and returns whether every check passed: the job completed, nothing was copied
-/// while it was paused, every collection is identical, and the log contains no secret.
+/// while it was paused, every collection is identical, the workload (online jobs) wrote what it
+/// intended, and the log contains no secret.
 pub async fn run(settings: DemoSettings, plan: EmulatorPlan) -> anyhow::Result<bool> {
     println!(
         "vcore-migrate end-to-end demo (logs: {})",
@@ -102,20 +112,37 @@ async fn migrate_and_check(
     }
     stack::set_request_units(&emulators.source_client, Some(plan.source_ru_per_second)).await?;
 
-    println!(
-        "\nmigrating (offline job, paused once at {:.0}%):",
-        settings.pause_at * 100.0
-    );
+    let workload = (settings.mode == Mode::Online).then(|| WorkloadPlan {
+        model: WorkloadModel::new(workload_datasets(datasets), settings.workload_seed),
+        client: emulators.source_client.clone(),
+        writes_per_second: settings.writes_per_second,
+    });
+    match settings.mode {
+        Mode::Online => println!(
+            "\nmigrating (online job, paused once at {:.0}% of the copy; a workload of {} writes/s \
+             runs on the source until {} s after cutover becomes possible, then cutover):",
+            settings.pause_at * 100.0,
+            settings.writes_per_second,
+            settings.replicate_for.as_secs()
+        ),
+        Mode::Offline => println!(
+            "\nmigrating (offline job, paused once at {:.0}%):",
+            settings.pause_at * 100.0
+        ),
+    }
     let client = ApiClient::new(&service.base_url, api_key)?;
     let request = job_request(settings, datasets);
     let options = DriveOptions {
         poll_interval: Duration::from_millis(500),
         pause_at: settings.pause_at,
         pause_hold: settings.pause_hold,
+        replicate_for: settings.replicate_for,
         timeout: settings.timeout,
     };
-    let outcome = driver::drive(&client, &service.engine.store, &request, &options).await?;
-    let pause_ok = print_outcome(&outcome);
+    let outcome =
+        driver::drive(&client, &service.engine.store, &request, &options, workload).await?;
+    let completed = outcome.job.state == vcore_migrate::jobs::JobState::Completed;
+    let pause_ok = print_outcome(&outcome, settings.workload_seed);
 
     // The comparison reads every source document once more; it is a check, not part of the
     // migration, so it runs without the budget.
@@ -124,14 +151,20 @@ async fn migrate_and_check(
     let comparisons = compare_all(emulators, &outcome.job).await?;
     print!("{}", report::comparison_table(&comparisons));
     let identical = comparisons.iter().all(Comparison::is_identical);
+    let workload_ok = match &outcome.workload {
+        Some(report) => check_workload(report, &comparisons),
+        None => true,
+    };
 
     let log_clean = check_log(&settings.log_file, &[plan.user.1.as_str(), api_key])?;
 
-    let passed = identical && pause_ok && log_clean;
+    let passed = completed && identical && pause_ok && workload_ok && log_clean;
     println!(
         "\nresult: {}",
         if passed {
-            "PASSED: every collection is identical"
+            "PASSED: the job completed and every collection is identical"
+        } else if !completed {
+            "FAILED: the job did not complete"
         } else if !identical {
             "FAILED: some collections differ"
         } else {
@@ -141,7 +174,57 @@ async fn migrate_and_check(
     Ok(passed)
 }
 
-/// Builds the offline job over every dataset. The movies are renamed on the target to show
+/// Returns the datasets the workload writes to: the public ones, not the BSON type corpus,
+/// whose documents stay as generated so the comparison checks each of them.
+fn workload_datasets(datasets: &[Dataset]) -> &[Dataset] {
+    let end = datasets
+        .iter()
+        .position(|d| d.database == corpus::DATABASE)
+        .unwrap_or(datasets.len());
+    &datasets[..end]
+}
+
+/// Checks that the workload ran without error, that every update, replace and delete found its
+/// document, and that each source collection contains as many documents as the workload's
+/// bookkeeping expects. Prints the result.
+fn check_workload(report: &WorkloadReport, comparisons: &[Comparison]) -> bool {
+    let mut problems = Vec::new();
+    if let Some(error) = &report.error {
+        problems.push(format!("it stopped early: {error}"));
+    }
+    if report.unmatched > 0 {
+        problems.push(format!(
+            "{} updates, replaces or deletes matched no document",
+            report.unmatched
+        ));
+    }
+    for model in report.model.collections() {
+        let namespace = model.namespace();
+        let found = comparisons
+            .iter()
+            .find(|c| c.source_namespace == namespace)
+            .map(|c| c.source_documents);
+        let expected = model.live().len() as u64;
+        if found != Some(expected) {
+            problems.push(format!(
+                "{namespace} holds {} documents on the source, the workload expects {expected}",
+                found.map_or("no".to_string(), |n| n.to_string())
+            ));
+        }
+    }
+    if problems.is_empty() {
+        println!(
+            "workload check: every write found its document, and each source collection contains \
+             the documents the workload expects"
+        );
+        true
+    } else {
+        println!("workload check: FAILED: {}", problems.join("; "));
+        false
+    }
+}
+
+/// Builds the job over every dataset. The movies are renamed on the target to show
 /// renaming; the rest keep their names.
 fn job_request(settings: &DemoSettings, datasets: &[Dataset]) -> JobRequest {
     let collections = datasets
@@ -156,7 +239,7 @@ fn job_request(settings: &DemoSettings, datasets: &[Dataset]) -> JobRequest {
         .collect();
     JobRequest {
         name: format!("demo-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")),
-        mode: Mode::Offline,
+        mode: settings.mode,
         source: CredentialRef::Setting {
             setting: settings.source_setting.clone(),
         },
@@ -173,16 +256,21 @@ fn job_request(settings: &DemoSettings, datasets: &[Dataset]) -> JobRequest {
     }
 }
 
-/// Prints the copy table and the pause summary, and returns whether the pause held.
-fn print_outcome(outcome: &DriveOutcome) -> bool {
+/// Prints the copy table, the workload and replication figures of an online job, the
+/// service's verification and the pause summary, and returns whether the pause held.
+fn print_outcome(outcome: &DriveOutcome, workload_seed: u64) -> bool {
     let job = &outcome.job;
     println!(
-        "\njob {} completed in {:.1} s: {} documents, {}",
+        "\njob {} {} after {:.1} s: {} documents copied, {}",
         job.name,
+        job.state.as_str(),
         outcome.elapsed.as_secs_f64(),
         job.documents_copied,
         human_bytes(job.bytes_copied)
     );
+    if let Some(error) = &job.last_error {
+        println!("last error: {error}");
+    }
     let rows: Vec<CopyRow> = job
         .collections
         .iter()
@@ -200,6 +288,13 @@ fn print_outcome(outcome: &DriveOutcome) -> bool {
         })
         .collect();
     print!("{}", report::copy_table(&rows));
+
+    if let Some(workload) = &outcome.workload {
+        print_workload(workload, workload_seed);
+    }
+    if job.mode == Mode::Online {
+        print_replication(outcome);
+    }
     if let Some(verification) = &job.verification {
         println!(
             "service verification ({}): {}, {} of {} chunks verified, {} failed, {} differing documents",
@@ -225,9 +320,78 @@ fn print_outcome(outcome: &DriveOutcome) -> bool {
             pause.held_still()
         }
         None => {
-            println!("pause: not exercised, because the job completed before the pause point");
+            println!("pause: not exercised, because the job ended before the pause point");
             true
         }
+    }
+}
+
+fn print_workload(workload: &WorkloadReport, seed: u64) {
+    let seconds = workload.elapsed.as_secs_f64();
+    println!(
+        "\nworkload on the source (seed {seed}): {} writes in {seconds:.1} s, {:.0} writes/s \
+         ({} requested), {} throttled and sent again",
+        workload.total(),
+        if seconds > 0.0 {
+            workload.total() as f64 / seconds
+        } else {
+            0.0
+        },
+        workload.writes_per_second_requested,
+        workload.throttled
+    );
+    let namespaces: Vec<String> = workload
+        .model
+        .collections()
+        .iter()
+        .map(|c| c.namespace())
+        .collect();
+    print!("{}", report::workload_table(&namespaces, &workload.counts));
+}
+
+fn print_replication(outcome: &DriveOutcome) {
+    let rows: Vec<ReplicationRow> = outcome
+        .job
+        .collections
+        .iter()
+        .filter_map(|collection| {
+            let stream = collection.replication.as_ref()?;
+            Some(ReplicationRow {
+                source: collection.source.clone(),
+                target: collection.target.clone(),
+                state: stream.state.clone(),
+                events_applied: stream.events_applied,
+                upserts: stream.upserts,
+                deletes: stream.deletes,
+                reconciled_deletes: stream.reconciliation.deletes_found,
+                reconcile_passes: stream.reconciliation.passes_completed,
+            })
+        })
+        .collect();
+    println!("\nreplication (change streams, and deletes found by reconciliation):");
+    print!("{}", report::replication_table(&rows));
+    match &outcome.cutover {
+        Some(cutover) => {
+            println!(
+                "cutover: requested with lag {} and {} events applied; left cuttingOver after {}, \
+                 ended after {:.1} s",
+                cutover
+                    .lag_at_request
+                    .map_or("unknown".to_string(), |s| format!("{s:.1} s")),
+                cutover.events_at_request,
+                cutover
+                    .drained_in
+                    .map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+                cutover.ended_in.as_secs_f64()
+            );
+            if let Some(verification) = cutover.extra_verification {
+                println!(
+                    "the cutover ran no verification, so the demo requested one; it took {:.1} s",
+                    verification.as_secs_f64()
+                );
+            }
+        }
+        None => println!("cutover: not reached"),
     }
 }
 

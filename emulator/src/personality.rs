@@ -107,8 +107,9 @@ impl RequestUnits {
     }
 
     /// Charges `units` for `command`, or returns the 16500 error when the window's budget is
-    /// spent. A charge larger than the whole budget is allowed into an unused window, so a
-    /// large document is slow rather than impossible to write.
+    /// spent. A charge larger than the whole budget is allowed into any window that is not yet
+    /// spent, and spends it, so a large read or write is slow rather than impossible even while
+    /// small requests use part of every window.
     pub fn charge(&self, command: &str, units: f64) -> Result<(), CommandError> {
         let mut budget = self.state.lock().expect("budget lock");
         let Some(limit) = budget.per_second else {
@@ -120,7 +121,7 @@ impl RequestUnits {
             budget.window_start = Instant::now();
             budget.used = 0.0;
         }
-        if budget.used > 0.0 && budget.used + units > limit as f64 {
+        if !admits(budget.used, units, limit as f64) {
             let retry_after = 1000u64
                 .saturating_sub(budget.window_start.elapsed().as_millis() as u64)
                 .max(1);
@@ -137,6 +138,17 @@ impl RequestUnits {
     }
 }
 
+/// Decides whether a charge of `units` fits into a window that has `used` of its `limit`. A
+/// charge larger than the whole budget fits into any window not yet spent. Admitting it only
+/// into an unused window would starve it for as long as small requests arrive in every window.
+fn admits(used: f64, units: f64, limit: f64) -> bool {
+    if units > limit {
+        used < limit
+    } else {
+        used == 0.0 || used + units <= limit
+    }
+}
+
 /// Builds the throttling error in the form Cosmos DB (RU) reports it.
 pub fn too_many_requests(retry_after_ms: u64) -> CommandError {
     CommandError::new(
@@ -148,4 +160,28 @@ pub fn too_many_requests(retry_after_ms: u64) -> CommandError {
              later.'"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_charge_needs_room() {
+        assert!(admits(0.0, 10.0, 100.0));
+        assert!(admits(90.0, 10.0, 100.0));
+        assert!(!admits(95.0, 10.0, 100.0));
+        // A charge of the whole budget fits only into an unused window.
+        assert!(admits(0.0, 100.0, 100.0));
+        assert!(!admits(1.0, 100.0, 100.0));
+    }
+
+    #[test]
+    fn oversized_charge_fits_unspent_window() {
+        assert!(admits(0.0, 500.0, 100.0));
+        assert!(admits(60.0, 500.0, 100.0));
+        assert!(admits(99.5, 500.0, 100.0));
+        assert!(!admits(100.0, 500.0, 100.0));
+        assert!(!admits(600.0, 500.0, 100.0));
+    }
 }

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bson::{doc, Document, RawDocumentBuf};
+use futures::TryStreamExt;
 use mongo_emulator::{EmulatorOptions, Personality};
 use mongodb::error::ErrorKind;
 use mongodb::options::FullDocumentType;
@@ -234,4 +235,66 @@ async fn request_unit_budget_throttles_with_retry_after() {
     }
     assert!(!codes.is_empty(), "no read was throttled");
     assert!(codes.iter().all(|c| *c == Some(16500)), "{codes:?}");
+}
+
+/// A read larger than the whole budget must still get through while small writes use part of
+/// every window, as an application's writes do during a migration's planning read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_read_beside_steady_writes() {
+    let (_emulator, client) = common::start(EmulatorOptions {
+        personality: Personality::CosmosRu,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let collection = client.database("ru").collection::<Document>("big");
+    let documents: Vec<Document> = (0..3_000).map(|i| doc! { "_id": i }).collect();
+    collection.insert_many(documents).await.unwrap();
+    // Reading every document costs 3,000 units, three times the budget.
+    client
+        .database("admin")
+        .run_command(doc! { "emulatorSetRuPerSecond": 1_000 })
+        .await
+        .unwrap();
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = {
+        let collection = client.database("ru").collection::<Document>("small");
+        tokio::spawn(async move {
+            let mut writes = 0u64;
+            while !*stopped.borrow() && writes < 100_000 {
+                // Throttled writes are expected once the window is spent; they only keep
+                // the load steady.
+                let _ = collection
+                    .update_one(doc! { "_id": 1 }, doc! { "$inc": { "n": 1 } })
+                    .upsert(true)
+                    .await;
+                writes += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+
+    let mut read = None;
+    let mut throttled = Vec::new();
+    for _ in 0..20 {
+        match collection.find(doc! {}).await {
+            Ok(cursor) => {
+                read = Some(cursor.try_collect::<Vec<Document>>().await.unwrap());
+                break;
+            }
+            Err(error) => {
+                throttled.push(common::error_code(&error));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    stop.send(true).unwrap();
+    writer.await.unwrap();
+
+    assert!(
+        throttled.iter().all(|code| *code == Some(16500)),
+        "{throttled:?}"
+    );
+    let read = read.unwrap_or_else(|| panic!("20 reads were throttled: {throttled:?}"));
+    assert_eq!(read.len(), 3_000);
 }
