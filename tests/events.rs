@@ -179,6 +179,66 @@ async fn online_job_events_reach_queue() {
     h.stop().await;
 }
 
+fn of_type<'a>(events: &'a [Value], suffix: &str) -> Vec<&'a Value> {
+    let name = format!("com.vcoremigrate.job.{suffix}");
+    events.iter().filter(|e| e["type"] == name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cutover_ready_is_published_once() {
+    let queue = events_queue_name();
+    let mut h = harness_with(&[("VCM_EVENTS_QUEUE", &queue)]).await;
+    h.insert_source("shop", "ready", documents(200)).await;
+    let mut request = h.job_request("ready-once", &[("shop", "ready")], json!({}));
+    request["mode"] = json!("online");
+    let id = h.create_job(&request).await;
+    let job = h
+        .wait_until(&id, LONG, |job| job["cutoverReadyAt"].is_string())
+        .await;
+    assert_eq!(job["state"], "replicating", "{job:#}");
+    assert_eq!(job["canCutover"], true, "{job:#}");
+    let ready_at = job["cutoverReadyAt"].clone();
+    let mut events = collect_events(&h, &queue, |e| !of_type(e, "cutoverReady").is_empty()).await;
+
+    // Scheduler passes, a pause, a restart and a resume find the job able to cut over again,
+    // and none of them publishes the event a second time.
+    let (status, body) = h.post(&format!("/api/jobs/{id}/pause"), None).await;
+    assert_eq!(status, 202, "{body}");
+    h.wait_for_state(&id, &["paused"], LONG).await;
+    // The pause's event is delivered before the process is killed, which would lose it.
+    events.extend(collect_events(&h, &queue, |e| has_state_change(e, "paused")).await);
+    h.kill_and_restart().await;
+    let (status, body) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
+    assert_eq!(status, 202, "{body}");
+    h.wait_for_state(&id, &["replicating"], LONG).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = h.post(&format!("/api/jobs/{id}/cutover"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let job = h
+        .wait_for_state(&id, &["completed", "failed", "verificationFailed"], LONG)
+        .await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["cutoverReadyAt"], ready_at);
+    events.extend(collect_events(&h, &queue, |e| has_state_change(e, "completed")).await);
+    assert_well_formed(&events, &id, &h.prefix);
+
+    let ready = of_type(&events, "cutoverReady");
+    assert_eq!(ready.len(), 1, "{ready:#?}");
+    assert_eq!(ready[0]["data"]["state"], "replicating");
+    assert_eq!(ready[0]["data"]["details"]["collections"], 1);
+    let verified = of_type(&events, "verificationCompleted");
+    assert_eq!(verified.len(), 1, "{verified:#?}");
+    let details = &verified[0]["data"]["details"];
+    assert_eq!(details["trigger"], "cutover", "{details:#}");
+    assert_eq!(details["passed"], true);
+    assert_eq!(details["differences"], 0);
+    assert!(
+        has_state_change(&events, "verifying"),
+        "no event for the cutover verification: {events:#?}"
+    );
+    h.stop().await;
+}
+
 /// A callback receiver on 127.0.0.1 that responds with HTTP 500 to the first `failures` requests.
 #[derive(Clone, Default)]
 struct Receiver {

@@ -78,14 +78,41 @@ async fn wait_streams_idle(h: &Harness, id: &str) -> Value {
     .await
 }
 
+/// Requests cutover and waits until the job ends it: `completed` once the streams drained and
+/// the cutover verification passed.
 async fn cutover(h: &Harness, id: &str) -> Value {
     let (status, body) = h.post(&format!("/api/jobs/{id}/cutover"), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body:#}");
-    h.wait_for_state(id, &["completed", "failed"], LONG).await
+    h.wait_for_state(id, &["completed", "failed", "verificationFailed"], LONG)
+        .await
 }
 
 async fn fail_point(h: &Harness, command: Document) {
     h.source_client
+        .database("admin")
+        .run_command(command)
+        .await
+        .expect("configureFailPoint");
+}
+
+/// Delays every find and getMore the service sends to the target by `millis`, or, with 0, stops
+/// delaying them.
+async fn slow_target_reads(h: &Harness, millis: i32) {
+    let command = if millis == 0 {
+        doc! { "configureFailPoint": "failCommand", "mode": "off" }
+    } else {
+        doc! {
+            "configureFailPoint": "failCommand",
+            "mode": "alwaysOn",
+            "data": {
+                "failCommands": ["find", "getMore"],
+                "blockConnection": true,
+                "blockTimeMS": millis,
+                "appName": "vcore-migrate",
+            }
+        }
+    };
+    h.target_client
         .database("admin")
         .run_command(command)
         .await
@@ -192,6 +219,60 @@ async fn cosmos_ru_writes_during_copy_are_not_lost() {
     // RU streams carry no deletes: the workload's deletes reach the target by the final
     // reconciliation that cutover runs.
     writes_during_copy(Harness::start_with(cosmos_ru()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_during_writes_ends_clean() {
+    let h = Harness::start().await;
+    h.insert_source("mig", "busy", numbered(0..400)).await;
+    let id = start_online(
+        &h,
+        "busy",
+        &[("mig", "busy")],
+        json!({ "chunkDocuments": 100, "batchSize": 50 }),
+    )
+    .await;
+    wait_streams_idle(&h, &id).await;
+
+    // Slow target reads stretch each first comparison over the writes, which replication
+    // applies a little later, so the comparisons see differences.
+    slow_target_reads(&h, 200).await;
+    let workload = Workload::start(&h, "mig", "busy", 400);
+    let (status, body) = h.post(&format!("/api/jobs/{id}/verify"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body:#}");
+    let started = std::time::Instant::now();
+    loop {
+        let units = h.engine.store.verify_units_of_job(&id).await.unwrap();
+        if units.iter().any(|u| u.value.attempts > 0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < LONG,
+            "no unit differed during the writes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let operations = workload.finish().await;
+    slow_target_reads(&h, 0).await;
+    assert!(operations > 0, "no write happened during the verification");
+
+    // Replication catches up before the units are compared again, so the run ends clean.
+    let job = h
+        .wait_until(&id, LONG, |job| {
+            ["passed", "failed"].contains(&job["verification"]["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    assert_eq!(job["verification"]["state"], "passed", "{job:#}");
+    assert_eq!(job["verification"]["differences"], 0);
+    assert_eq!(job["verification"]["trigger"], "request");
+    assert_eq!(job["state"], "replicating", "{job:#}");
+
+    let job = cutover(&h, &id).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["verification"]["trigger"], "cutover", "{job:#}");
+    assert_eq!(job["verification"]["state"], "passed");
+    h.assert_identical("mig", "busy").await;
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -696,8 +777,13 @@ async fn dropped_collection_stops_its_replication() {
     assert_eq!(job["canCutover"], true, "{job:#}");
     assert_eq!(h.target_count("mig", "gone").await, 10);
 
+    // The cutover verification has no source to compare the dropped collection with.
     let job = cutover(&h, &id).await;
     assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["verification"]["collectionsSkipped"], 1, "{job:#}");
+    let (_, report) = h.get(&format!("/api/jobs/{id}/verification")).await;
+    assert_eq!(report["collections"][0]["state"], "skipped", "{report:#}");
+    assert_eq!(report["collections"][1]["state"], "passed", "{report:#}");
     h.stop().await;
 }
 

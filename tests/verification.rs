@@ -1,8 +1,7 @@
 //! Verification end to end: emulator source and target, Azurite state, standalone service.
 //!
-//! TODO: once online replication is part of the service, add a job whose source takes writes
-//! while it verifies and must still end clean. The online tests here stand in for replication
-//! by changing the target by hand.
+//! The online tests here change the target by hand where replication would lag; a job whose
+//! source takes writes while it verifies is in `online_replication.rs`.
 
 mod common;
 
@@ -820,26 +819,25 @@ async fn online_job_verifies_beside_replication() {
     assert_eq!(job["state"], "replicating", "{job:#}");
     assert_eq!(job["verification"]["state"], "passed");
 
-    // Cutover's entry point: a retried call reuses the unfinished run it started.
+    // A run requested just before cutover, finished or not when the streams end, is followed
+    // by the cutover's own run, which reads the data after the drain.
     slow_target_reads(&h, 100).await;
-    let cutover = vcore_migrate::state::RunTrigger::Cutover;
-    let full = vcore_migrate::jobs::VerificationMode::Full;
-    let first = vcore_migrate::verify::start_verification(&h.engine, &id, full, cutover)
-        .await
-        .unwrap();
-    let again = vcore_migrate::verify::start_verification(&h.engine, &id, full, cutover)
-        .await
-        .unwrap();
-    assert_eq!(first, Some(2));
-    assert_eq!(again, Some(2));
+    let (status, body) = h.post(&format!("/api/jobs/{id}/verify"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = h.post(&format!("/api/jobs/{id}/cutover"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let job = h
+        .wait_for_state(&id, &["completed", "failed", "verificationFailed"], LONG)
+        .await;
     clear_fail_points(&h).await;
-    let report = wait_for_run(&h, &id, 2).await;
-    assert_eq!(report["state"], "passed", "{report:#}");
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["verification"]["run"], 3, "{job:#}");
+    assert_eq!(job["verification"]["trigger"], "cutover");
+    assert_eq!(job["verification"]["state"], "passed");
+    let report = verification(&h, &id).await;
+    assert_eq!(report["run"], 3, "{report:#}");
     assert_eq!(report["trigger"], "cutover");
-    let record = h.engine.store.job(&id).await.unwrap().unwrap().value;
-    let result = vcore_migrate::verify::run_result(&record, 2).expect("run 2 finished");
-    assert!(result.passed, "{result:?}");
-    assert_eq!(result.differences, 0);
+    assert_eq!(report["differences"], 0);
     h.stop().await;
 }
 
@@ -878,5 +876,187 @@ async fn online_difference_is_compared_again() {
     assert_eq!(report["differences"], 0);
     let (_, job) = h.get(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["state"], "replicating", "{job:#}");
+    h.stop().await;
+}
+
+/// Asserts that every collection's change stream of the job view has ended.
+fn assert_streams_finished(job: &Value) {
+    for collection in job["collections"].as_array().expect("collections") {
+        assert_eq!(
+            collection["replication"]["state"], "finished",
+            "{collection:#}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cutover_verifies_then_completes() {
+    let h = Harness::start().await;
+    let id = replicating_job(&h, "cutover-verify", "cov", 60).await;
+    let source = h
+        .source_client
+        .database("cov")
+        .collection::<Document>("items");
+    source
+        .insert_one(doc! { "_id": 1_000, "v": 1_000 })
+        .await
+        .unwrap();
+    source
+        .update_one(doc! { "_id": 3 }, doc! { "$set": { "v": -3 } })
+        .await
+        .unwrap();
+    source.delete_one(doc! { "_id": 5 }).await.unwrap();
+
+    // Slow target reads keep the verifying phase long enough to look at.
+    slow_target_reads(&h, 1_500).await;
+    let (status, body) = h.post(&format!("/api/jobs/{id}/cutover"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let job = h
+        .wait_for_state(&id, &["verifying", "completed", "failed"], LONG)
+        .await;
+    assert_eq!(job["state"], "verifying", "{job:#}");
+    assert_eq!(job["allowedCommands"], json!(["pause", "cancel"]));
+    assert_eq!(job["verification"]["trigger"], "cutover", "{job:#}");
+    assert_streams_finished(&job);
+    clear_fail_points(&h).await;
+
+    let job = h
+        .wait_for_state(&id, &["completed", "failed", "verificationFailed"], LONG)
+        .await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    let summary = &job["verification"];
+    assert_eq!(summary["state"], "passed", "{job:#}");
+    assert_eq!(summary["trigger"], "cutover");
+    assert_eq!(summary["mode"], "full");
+    assert_eq!(summary["run"], 1);
+    assert_eq!(summary["differences"], 0);
+    assert_eq!(summary["chunksFailed"], 0);
+    assert_eq!(summary["chunksVerified"], summary["chunksTotal"]);
+    assert!(job["finishedAt"].is_string(), "{job:#}");
+    h.assert_identical("cov", "items").await;
+    let report = verification(&h, &id).await;
+    assert_eq!(report["trigger"], "cutover", "{report:#}");
+    let items = collection(&report, "cov.items");
+    assert_eq!(items["sourceDocuments"], 60, "{items:#}");
+    assert_eq!(items["targetDocuments"], 60);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cutover_without_verification_completes_directly() {
+    let h = Harness::start().await;
+    h.insert_source("cof", "items", (0..20).map(|i| doc! { "_id": i }).collect())
+        .await;
+    let mut request = h.job_request(
+        "cutover-off",
+        &[("cof", "items")],
+        json!({ "verification": "off" }),
+    );
+    request["mode"] = json!("online");
+    let id = h.create_job(&request).await;
+    h.wait_for_state(&id, &["replicating"], LONG).await;
+    let (status, body) = h.post(&format!("/api/jobs/{id}/cutover"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let job = h
+        .wait_for_state(&id, &["completed", "failed", "verificationFailed"], LONG)
+        .await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert!(job.get("verification").is_none(), "{job:#}");
+    h.assert_identical("cof", "items").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn difference_after_streams_end_fails_cutover_verification() {
+    let mut h = Harness::start().await;
+    h.insert_source(
+        "cod",
+        "items",
+        (0..50).map(|i| doc! { "_id": i, "v": i }).collect(),
+    )
+    .await;
+    // One chunk read 10 documents per round trip, so the comparison of `_id` 45 comes late.
+    let mut request = h.job_request(
+        "cutover-diff",
+        &[("cod", "items")],
+        json!({ "chunkDocuments": 1_000, "batchSize": 10 }),
+    );
+    request["mode"] = json!("online");
+    let id = h.create_job(&request).await;
+    h.wait_for_state(&id, &["replicating"], LONG).await;
+
+    // Every target round trip of the verification waits a second, so the pause lands long
+    // before the comparison reaches `_id` 45. The streams apply with writes, which never wait.
+    slow_target_reads(&h, 1_000).await;
+    let (status, body) = h.post(&format!("/api/jobs/{id}/cutover"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let job = h.wait_for_state(&id, &["verifying"], LONG).await;
+    assert_streams_finished(&job);
+    let (status, body) = h.post(&format!("/api/jobs/{id}/pause"), None).await;
+    assert_eq!(status, 202, "{body}");
+    h.wait_for_state(&id, &["paused"], LONG).await;
+
+    // The pause survives a restart; nothing writes to the target while the job is paused.
+    h.kill_and_restart().await;
+    let paused = h.wait_for_state(&id, &["paused"], LONG).await;
+    assert_eq!(paused["allowedCommands"], json!(["resume", "cancel"]));
+    assert_eq!(paused["verification"]["state"], "running", "{paused:#}");
+    assert_eq!(paused["verification"]["trigger"], "cutover");
+    let target = h
+        .target_client
+        .database("cod")
+        .collection::<Document>("items");
+    target
+        .update_one(
+            doc! { "_id": 45 },
+            doc! { "$set": { "v": "changed on the target" } },
+        )
+        .await
+        .unwrap();
+    clear_fail_points(&h).await;
+
+    let (status, body) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let job = h
+        .wait_for_state(&id, &["completed", "failed", "verificationFailed"], LONG)
+        .await;
+    assert_eq!(job["state"], "verificationFailed", "{job:#}");
+    let id_45 = canonical(Bson::Int32(45));
+    let reason = job["lastError"].as_str().expect("lastError");
+    assert!(
+        reason.contains(&format!("different _id {id_45}")),
+        "{reason}"
+    );
+    assert_eq!(
+        job["allowedCommands"],
+        json!(["resume", "cancel", "verify"]),
+        "{job:#}"
+    );
+    assert_eq!(job["verification"]["trigger"], "cutover");
+    assert_eq!(job["verification"]["differences"], 1);
+    let report = verification(&h, &id).await;
+    assert_eq!(report["state"], "failed", "{report:#}");
+    let items = collection(&report, "cod.items");
+    assert_eq!(example_ids(items, "different"), vec![id_45]);
+    assert!(example_ids(items, "missing").is_empty());
+
+    // Resume copies the differing chunk again from the source, without starting the streams
+    // again, and verifies once more.
+    let (status, body) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let state = body["state"].as_str().unwrap_or_default();
+    assert!(
+        ["cuttingOver", "verifying", "completed"].contains(&state),
+        "{body:#}"
+    );
+    let job = h
+        .wait_for_state(&id, &["completed", "failed", "verificationFailed"], LONG)
+        .await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_streams_finished(&job);
+    assert_eq!(job["verification"]["run"], 2, "{job:#}");
+    assert_eq!(job["verification"]["trigger"], "cutover");
+    assert_eq!(job["verification"]["state"], "passed");
+    h.assert_identical("cod", "items").await;
     h.stop().await;
 }

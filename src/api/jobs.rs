@@ -152,6 +152,7 @@ pub async fn create_job(State(engine): State<Engine>, body: Bytes) -> Result<Res
         event_delivery_failures: 0,
         verification: None,
         cutover: None,
+        cutover_ready_at: None,
         request: request.clone(),
     };
     let collections: Vec<CollectionRecord> = request
@@ -270,10 +271,12 @@ pub(super) async fn load_detail(
     tag = "jobs",
     operation_id = "runJobCommand",
     summary = "Pause, resume, cancel or cut over a job",
-    description = "`pause` stops new work at the next checkpoint; `resume` continues a paused job, or \
-        retries the failed work of a failed job; `cancel` ends the job for good; `cutover` (online \
-        jobs) drains replication and completes the job. The job's `allowedCommands` lists what its \
-        state allows.",
+    description = "`pause` stops new work at the next checkpoint; `resume` continues a paused job, \
+        retries the failed work of a failed job, or copies again the chunks a failed verification \
+        found and verifies again; `cancel` ends the job for good; `cutover` (online jobs) drains \
+        replication, then verifies the target as `options.verification` says (the job is \
+        `verifying`) and completes the job, or leaves it `verificationFailed` with the \
+        differences. The job's `allowedCommands` lists what its state allows.",
     params(
         ("id" = String, Path, description = "The job id."),
         ("command" = Command, Path, description = "The command to run.")

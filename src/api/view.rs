@@ -60,12 +60,17 @@ pub struct JobDetail {
     /// Reasons cutover would be rejected now; empty when it would be accepted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cutover_blockers: Vec<String>,
+    /// When the online job first became able to cut over, which is when the `cutoverReady`
+    /// event was published; absent until then and for offline jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutover_ready_at: Option<DateTime<Utc>>,
     /// Change-stream progress over all collections (online jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub replication: Option<ReplicationSummary>,
     pub collections: Vec<CollectionView>,
-    /// The latest verification run; absent before the first.
+    /// The latest verification run (its `trigger` says `cutover` for the one cutover runs);
+    /// absent before the first.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub verification: Option<crate::verify::report::VerificationSummary>,
@@ -220,6 +225,7 @@ pub fn job_detail(
         event_delivery_failures: job.event_delivery_failures,
         can_cutover: blockers.is_empty(),
         cutover_blockers: blockers,
+        cutover_ready_at: job.cutover_ready_at,
         replication,
         collections: views,
         verification: None,

@@ -310,9 +310,16 @@ impl Drop for JobStateWatcher {
     }
 }
 
+/// Returns whether the job lets chunks be copied now: while planning or copying, and during an
+/// online job's cutover, which copies again the chunks a failed cutover verification found.
 async fn job_is_copying(engine: &Engine, job_id: &str) -> Result<bool, CopyError> {
     let job = engine.store.job(job_id).await?;
-    Ok(job.is_some_and(|j| matches!(j.value.state, JobState::Planning | JobState::Copying)))
+    Ok(job.is_some_and(|j| {
+        matches!(
+            j.value.state,
+            JobState::Planning | JobState::Copying | JobState::CuttingOver
+        )
+    }))
 }
 
 /// Saves the chunk row with its ETag and renews the lease. A conflict means another task took

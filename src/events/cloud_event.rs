@@ -15,11 +15,11 @@ pub enum EventType {
     Created,
     /// The job moved from one lifecycle state to another.
     StateChanged,
-    /// An online job caught up with its source and can be cut over.
-    // TODO: replication does not publish `CutoverReady` yet; it should call `Events::publish`
-    // when `canCutover` turns true.
+    /// An online job can be cut over for the first time (`canCutover` turned true); sent once
+    /// per job, see `replication::cutover::announce_ready`.
     CutoverReady,
-    /// A verification of the target against the source finished.
+    /// A verification run finished, whatever its trigger (copy, request or cutover); `details`
+    /// carry its result.
     VerificationCompleted,
     /// The job entered the `failed` state; `data.lastError` gives the reason.
     Failed,

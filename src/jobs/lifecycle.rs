@@ -15,7 +15,8 @@ pub enum JobState {
     Queued,
     Planning,
     Copying,
-    /// Comparing the target with the source, chunk by chunk.
+    /// Comparing the target with the source, chunk by chunk: after an offline job's copy, as
+    /// the last step of an online job's cutover (its change streams have ended), or on request.
     Verifying,
     Replicating,
     CuttingOver,
@@ -26,6 +27,8 @@ pub enum JobState {
     Cancelled,
     Failed,
     /// Verification found differences or could not read a chunk; the report lists them.
+    /// `resume` copies the differing chunks again (an online job from `cuttingOver`, without
+    /// starting its ended change streams again) and verifies once more.
     VerificationFailed,
 }
 
@@ -187,6 +190,11 @@ pub fn transition(job: Lifecycle, command: Command) -> Result<Lifecycle, Rejecti
                 .into(),
         ),
         (Command::Recopy, Copying | Replicating) => next(Copying, None),
+        (Command::Recopy, VerificationFailed) => reject(
+            "the change streams ended at cutover; resume the job to copy the chunks that \
+             differed again from the source and verify again"
+                .into(),
+        ),
         (Command::Recopy, _) => reject(format!(
             "a collection can be re-copied while the job is copying or replicating, not while it is {}",
             job.state.as_str()
@@ -380,6 +388,52 @@ mod tests {
             vec![Command::Resume, Command::Cancel, Command::Verify]
         );
         assert_eq!(transition(failed, Command::Resume).unwrap().state, Copying);
+    }
+
+    #[test]
+    fn failed_cutover_verification_resumes_to_cutover() {
+        let failed = Lifecycle {
+            state: VerificationFailed,
+            mode: Mode::Online,
+            resume_to: Some(CuttingOver),
+            initial_copy_done: true,
+            verification_running: false,
+        };
+        assert_eq!(
+            allowed_commands(failed),
+            vec![Command::Resume, Command::Cancel, Command::Verify]
+        );
+        assert_eq!(
+            transition(failed, Command::Resume).unwrap().state,
+            CuttingOver
+        );
+        let err = transition(failed, Command::Recopy).unwrap_err();
+        assert!(err.reason.contains("resume the job"), "{}", err.reason);
+    }
+
+    #[test]
+    fn cutover_verification_can_pause_and_cancel() {
+        let verifying = Lifecycle {
+            state: Verifying,
+            mode: Mode::Online,
+            resume_to: None,
+            initial_copy_done: true,
+            verification_running: true,
+        };
+        assert_eq!(
+            allowed_commands(verifying),
+            vec![Command::Pause, Command::Cancel]
+        );
+        let pausing = transition(verifying, Command::Pause).unwrap();
+        assert_eq!(pausing.resume_to, Some(Verifying));
+        let paused = Lifecycle {
+            state: Paused,
+            ..pausing
+        };
+        assert_eq!(
+            transition(paused, Command::Resume).unwrap().state,
+            Verifying
+        );
     }
 
     #[test]

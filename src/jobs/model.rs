@@ -129,7 +129,8 @@ pub struct JobOptions {
     /// HTTPS URL that receives every job event as a signed CloudEvent (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
-    /// How an offline job checks the target against the source after its copy (default `full`).
+    /// How the target is checked against the source when an offline job's copy ends and as the
+    /// last step of an online job's cutover (default `full`).
     #[serde(default)]
     pub verification: VerificationMode,
     /// Seconds between reconciliation passes while an online job replicates from a Cosmos DB (RU)
@@ -162,7 +163,8 @@ pub enum VerificationMode {
     Full,
     /// Compare each chunk's document count only.
     Counts,
-    /// Do not verify at the end of the copy; `POST /api/jobs/{id}/verify` still runs a full one.
+    /// Do not verify at the end of the copy or of cutover; `POST /api/jobs/{id}/verify` still
+    /// runs a full one.
     Off,
 }
 

@@ -1,19 +1,29 @@
-//! Cutover: the point every stream must pass, what blocks a cutover, and when it is complete.
+//! Cutover: the point every stream must pass, what blocks a cutover, when the streams are done,
+//! and the `CutoverReady` announcement.
 //!
 //! Cutover records the source's current operation time. Each stream task keeps applying events
 //! until it has read past that point, runs a final reconciliation where deletes are not streamed,
 //! and then marks its stream finished and stops. Once every stream is finished (or stopped
-//! because its source collection is gone), [`before_complete`] runs and the job completes. No
-//! task writes to the target after that.
+//! because its source collection is gone), [`progress`] reports the job drained: no task writes
+//! to the target after that, and the engine moves the job to `verifying` with a run whose trigger
+//! is `cutover` (or straight to `completed` when the job's `verification` option is `off`). The
+//! verification run, not this module, decides between `completed` and `verificationFailed`.
+//!
+//! After a failed cutover verification, `resume` brings the job back to `cuttingOver` with the
+//! differing chunks waiting to be copied again; the streams stay finished, and [`progress`]
+//! waits for those chunks before it reports the job drained again.
 
 use bson::doc;
 use chrono::Utc;
+use serde_json::json;
+use tracing::info;
 
-use crate::jobs::SourceKind;
-use crate::runtime::engine::Engine;
+use crate::events::EventType;
+use crate::jobs::{JobState, Mode, SourceKind};
+use crate::runtime::engine::{Engine, EngineError};
 use crate::state::{
-    ClusterTime, CollectionRecord, CutoverMark, JobRecord, ReconcileReason, StreamRecord,
-    StreamState, Versioned,
+    ChunkRecord, ChunkState, ClusterTime, CollectionRecord, CutoverMark, JobRecord,
+    ReconcileReason, StoreError, StreamRecord, StreamState, Versioned,
 };
 
 /// Round trips without events, each started after the cutover point, that prove a Cosmos DB
@@ -137,43 +147,102 @@ pub fn stream_ready(stream: &StreamRecord, mark: &CutoverMark, kind: SourceKind)
 #[derive(Debug, PartialEq)]
 pub enum CutoverProgress {
     Waiting,
-    Complete,
-    /// The cutover cannot finish; the job fails with this reason.
-    Blocked(String),
+    /// Every stream is finished or stopped and no chunk is being copied: nothing writes to the
+    /// target any more, so the job verifies (or completes when verification is off).
+    Drained,
+    /// The cutover cannot go on; the job fails with this reason and `resume` returns it to
+    /// `resume_to`.
+    Blocked {
+        reason: String,
+        resume_to: JobState,
+    },
 }
 
-/// Decides whether a cutting-over job can complete.
-pub async fn progress(
-    engine: &Engine,
-    job: &JobRecord,
+/// Decides how far a cutting-over job has come.
+pub fn progress(
     collections: &[Versioned<CollectionRecord>],
+    chunks: &[Versioned<ChunkRecord>],
     streams: &[Versioned<StreamRecord>],
 ) -> CutoverProgress {
     if let Some(reason) = blockers(collections, streams).into_iter().next() {
-        return CutoverProgress::Blocked(format!(
-            "cutover stopped because {reason}; resume the job, re-copy the collection, then \
-             request cutover again"
-        ));
+        return CutoverProgress::Blocked {
+            reason: format!(
+                "cutover stopped because {reason}; resume the job, re-copy the collection, then \
+                 request cutover again"
+            ),
+            resume_to: JobState::Replicating,
+        };
     }
-    let done = streams
+    let streams_done = streams
         .iter()
         .all(|s| matches!(s.value.state, StreamState::Finished | StreamState::Stopped));
-    if !done {
+    // Chunks are copied during cutover only after a failed cutover verification was resumed.
+    let copying = chunks.iter().any(|c| {
+        matches!(
+            c.value.state,
+            ChunkState::Waiting | ChunkState::Queued | ChunkState::Running
+        )
+    });
+    if !streams_done || copying {
         return CutoverProgress::Waiting;
     }
-    match before_complete(engine, job).await {
-        Ok(()) => CutoverProgress::Complete,
-        Err(reason) => CutoverProgress::Blocked(reason),
+    let failed = chunks
+        .iter()
+        .filter(|c| c.value.state == ChunkState::Failed)
+        .count();
+    if failed > 0 {
+        return CutoverProgress::Blocked {
+            reason: format!(
+                "{failed} chunk(s) that differed at the cutover verification could not be copied \
+                 again; see each collection's lastError, then resume the job to retry them"
+            ),
+            resume_to: JobState::CuttingOver,
+        };
     }
+    CutoverProgress::Drained
 }
 
-/// Runs the last step before an online job completes. Every stream is drained past the cutover
-/// point and reconciled by then, and nothing writes to the target any more. An error fails the
-/// job with that reason.
-// TODO: call the verification step here once it exists; until then cutover completes without
-// comparing the collections.
-pub async fn before_complete(_engine: &Engine, _job: &JobRecord) -> Result<(), String> {
-    Ok(())
+/// Publishes `CutoverReady` the first time `job` can be cut over (`canCutover` in the job view)
+/// and records on the job row that it did. The row is written first, so a later pass or a
+/// restarted service finds the record and sends nothing; an event still in flight when the
+/// process stops is lost, like every job event.
+pub async fn announce_ready(
+    engine: &Engine,
+    mut job: Versioned<JobRecord>,
+    collections: &[Versioned<CollectionRecord>],
+    streams: &[Versioned<StreamRecord>],
+) -> Result<(), EngineError> {
+    loop {
+        let record = &job.value;
+        if record.mode != Mode::Online || record.cutover_ready_at.is_some() {
+            return Ok(());
+        }
+        if !super::view::cutover_blockers(record, collections, streams).is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        job.value.cutover_ready_at = Some(now);
+        job.value.updated_at = now;
+        match engine.store.replace_job(&job).await {
+            Ok(_) => {
+                info!(job_id = %job.value.id, "job can be cut over");
+                let lag = streams
+                    .iter()
+                    .filter_map(|s| super::view::lag_seconds(&s.value, now))
+                    .reduce(f64::max);
+                let details = json!({ "collections": collections.len(), "lagSeconds": lag });
+                engine
+                    .events
+                    .publish(EventType::CutoverReady, &job.value, None, Some(details));
+                return Ok(());
+            }
+            Err(StoreError::Conflict) => match engine.store.job(&job.value.id).await? {
+                Some(fresh) => job = fresh,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +347,87 @@ mod tests {
             ..ReconcileRecord::default()
         };
         assert!(stream_ready(&s, &point, SourceKind::CosmosRu));
+    }
+
+    fn versioned<T>(value: T) -> Versioned<T> {
+        Versioned {
+            value,
+            etag: String::new(),
+        }
+    }
+
+    fn stream_in(state: StreamState) -> Versioned<StreamRecord> {
+        let mut s = StreamRecord::pending("j", 0);
+        s.state = state;
+        versioned(s)
+    }
+
+    fn chunk_in(state: ChunkState) -> Versioned<ChunkRecord> {
+        versioned(ChunkRecord {
+            job_id: "j".into(),
+            collection: 0,
+            index: 0,
+            range: String::new(),
+            state,
+            checkpoint: None,
+            planned_documents: 0,
+            documents_copied: 0,
+            bytes_copied: 0,
+            owner: None,
+            lease_until: None,
+            throttled: 0,
+            failures: 0,
+            last_error: None,
+            started_at: None,
+            finished_at: None,
+        })
+    }
+
+    #[test]
+    fn drained_once_every_stream_ended() {
+        let done = [chunk_in(ChunkState::Done)];
+        let running = [
+            stream_in(StreamState::Finished),
+            stream_in(StreamState::Running),
+        ];
+        assert_eq!(progress(&[], &done, &running), CutoverProgress::Waiting);
+        let ended = [
+            stream_in(StreamState::Finished),
+            stream_in(StreamState::Stopped),
+        ];
+        assert_eq!(progress(&[], &done, &ended), CutoverProgress::Drained);
+    }
+
+    #[test]
+    fn recopied_chunks_hold_the_verification_back() {
+        let ended = [stream_in(StreamState::Finished)];
+        for state in [ChunkState::Waiting, ChunkState::Queued, ChunkState::Running] {
+            let chunks = [chunk_in(ChunkState::Done), chunk_in(state)];
+            assert_eq!(
+                progress(&[], &chunks, &ended),
+                CutoverProgress::Waiting,
+                "{state:?}"
+            );
+        }
+        let failed = [chunk_in(ChunkState::Failed)];
+        match progress(&[], &failed, &ended) {
+            CutoverProgress::Blocked { resume_to, reason } => {
+                assert_eq!(resume_to, JobState::CuttingOver);
+                assert!(reason.contains("resume the job"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn failed_stream_blocks_back_to_replication() {
+        let streams = [stream_in(StreamState::Failed)];
+        match progress(&[], &[], &streams) {
+            CutoverProgress::Blocked { resume_to, .. } => {
+                assert_eq!(resume_to, JobState::Replicating)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

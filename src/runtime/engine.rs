@@ -138,6 +138,7 @@ impl Engine {
             )
             .await?;
             let mut failure = None;
+            let mut failed_cutover_resumes_to = JobState::Replicating;
             let next = match state {
                 JobState::Pausing if running == 0 => Some(JobState::Paused),
                 JobState::Cancelling if running == 0 => Some(JobState::Cancelled),
@@ -153,14 +154,20 @@ impl Engine {
                     Some(JobState::Copying)
                 }
                 JobState::CuttingOver => {
-                    let progress =
-                        replication::cutover::progress(self, &job.value, &collections, &streams)
-                            .await;
-                    match progress {
+                    // Waiting chunks are those a failed cutover verification sends back.
+                    self.enqueue_waiting(&job.value, &collections, &chunks)
+                        .await?;
+                    match replication::cutover::progress(&collections, &chunks, &streams) {
                         CutoverProgress::Waiting => None,
-                        CutoverProgress::Complete => Some(JobState::Completed),
-                        CutoverProgress::Blocked(reason) => {
+                        CutoverProgress::Drained
+                            if job.value.request.options.verification == VerificationMode::Off =>
+                        {
+                            Some(JobState::Completed)
+                        }
+                        CutoverProgress::Drained => Some(JobState::Verifying),
+                        CutoverProgress::Blocked { reason, resume_to } => {
                             failure = Some(reason);
+                            failed_cutover_resumes_to = resume_to;
                             Some(JobState::Failed)
                         }
                     }
@@ -168,6 +175,9 @@ impl Engine {
                 _ => None,
             };
             let Some(next) = next else {
+                if state == JobState::Replicating {
+                    replication::cutover::announce_ready(self, job, &collections, &streams).await?;
+                }
                 return Ok(());
             };
 
@@ -178,7 +188,7 @@ impl Engine {
                 JobState::Paused => {}
                 JobState::Cancelled | JobState::Completed => job.value.finished_at = Some(now),
                 JobState::Failed if state == JobState::CuttingOver => {
-                    job.value.resume_to = Some(JobState::Replicating);
+                    job.value.resume_to = Some(failed_cutover_resumes_to);
                     job.value.last_error = failure.take();
                 }
                 JobState::Failed => {
@@ -187,7 +197,12 @@ impl Engine {
                 }
                 JobState::Verifying => {
                     let mode = job.value.request.options.verification;
-                    crate::verify::begin_run(&mut job.value, mode, RunTrigger::Copy);
+                    let trigger = if state == JobState::CuttingOver {
+                        RunTrigger::Cutover
+                    } else {
+                        RunTrigger::Copy
+                    };
+                    crate::verify::begin_run(&mut job.value, mode, trigger);
                 }
                 JobState::Replicating | JobState::Copying => {}
                 _ => {}
@@ -200,7 +215,7 @@ impl Engine {
                 job.value.initial_copy_done = true;
             }
             match self.store.replace_job(&job).await {
-                Ok(_) => {
+                Ok(etag) => {
                     info!(
                         job_id,
                         from = state.as_str(),
@@ -213,6 +228,12 @@ impl Engine {
                     }
                     if next == JobState::Verifying {
                         crate::verify::advance_verification(self, job_id).await?;
+                    }
+                    if next == JobState::Replicating {
+                        job.etag = etag;
+                        replication::cutover::announce_ready(self, job, &collections, &streams)
+                            .await?;
+                        return Ok(());
                     }
                     if state == JobState::Replicating && next == JobState::Copying {
                         self.mark_plan_queued(job_id).await?;

@@ -50,6 +50,10 @@ pub struct JobRecord {
     /// is accepted.
     #[serde(default)]
     pub cutover: Option<super::CutoverMark>,
+    /// When the job first became able to cut over and `CutoverReady` was published; set once,
+    /// so neither a later scheduler pass nor a restart publishes it again.
+    #[serde(default)]
+    pub cutover_ready_at: Option<DateTime<Utc>>,
 }
 
 impl JobRecord {

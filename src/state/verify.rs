@@ -79,6 +79,10 @@ pub struct VerificationRun {
     /// Differing documents over all units, set when the run finishes.
     #[serde(default)]
     pub differences: u64,
+    /// Indexes of the collections the run does not compare because their replication stopped
+    /// (the source collection was dropped or renamed), set when the unit rows are written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_collections: Vec<u32>,
 }
 
 /// The `_id`s a unit compares.

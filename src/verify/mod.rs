@@ -13,8 +13,11 @@
 //! This module owns the run (on the job row), the unit rows and their tasks, and the report.
 //! It does not decide user commands (the lifecycle table does) or copy anything.
 //!
-//! For other phases: [`start_verification`] starts a run without changing the job state (as
-//! cutover needs), and [`run_result`] tells when that run finished and whether it passed.
+//! A run starts in three ways, each with its trigger on the run: the engine moves an offline job
+//! from `copying`, or an online job from `cuttingOver` once its streams ended, to `verifying`
+//! with [`begin_run`] in the same job write; `POST /api/jobs/{id}/verify` starts one (beside
+//! replication for a `replicating` job). A finished run moves a `verifying` job to `completed`
+//! or `verificationFailed`; it leaves any other state as it is.
 
 mod compare;
 pub mod digest;
@@ -26,8 +29,7 @@ pub mod scope;
 pub mod task;
 
 pub use run::{
-    advance_verification, begin_run, requeue_affected_chunks, run_result, running_units,
-    schedule_verification, start_verification, RunResult,
+    advance_verification, begin_run, requeue_affected_chunks, running_units, schedule_verification,
 };
 pub use task::run_verify_task;
 

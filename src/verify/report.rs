@@ -21,6 +21,8 @@ pub struct VerificationSummary {
     pub state: &'static str,
     pub mode: VerificationMode,
     pub run: u32,
+    /// What started the run: `copy` (end of an offline copy), `request` or `cutover`.
+    pub trigger: RunTrigger,
     pub chunks_total: u32,
     /// Chunks whose comparison finished, matched or not.
     pub chunks_verified: u32,
@@ -28,6 +30,8 @@ pub struct VerificationSummary {
     pub chunks_failed: u32,
     /// Differing documents; in `counts` mode, the sum of the count gaps.
     pub differences: u64,
+    /// Collections not compared because their replication stopped (source dropped or renamed).
+    pub collections_skipped: u32,
 }
 
 /// `GET /api/jobs/{id}/verification`.
@@ -46,6 +50,7 @@ pub struct VerificationReport {
     pub chunks_verified: u32,
     pub chunks_failed: u32,
     pub differences: u64,
+    pub collections_skipped: u32,
     pub collections: Vec<CollectionReport>,
 }
 
@@ -54,7 +59,8 @@ pub struct VerificationReport {
 pub struct CollectionReport {
     pub source: String,
     pub target: String,
-    /// `passed`, `failed` or `running`.
+    /// `passed`, `failed` or `running`; `skipped` when the collection's replication stopped
+    /// because its source collection was dropped or renamed, so there is nothing to compare.
     pub state: &'static str,
     pub chunks_total: u32,
     pub chunks_verified: u32,
@@ -102,10 +108,12 @@ pub fn summary(
         state: run.state.as_str(),
         mode: run.mode,
         run: run.number,
+        trigger: run.trigger,
         chunks_total: run.units_total.max(own.len() as u32),
         chunks_verified: own.iter().filter(|u| u.is_finished()).count() as u32,
         chunks_failed: own.iter().filter(|u| u.has_failed()).count() as u32,
         differences: own.iter().map(|u| unit_differences(u)).sum(),
+        collections_skipped: run.skipped_collections.len() as u32,
     })
 }
 
@@ -119,15 +127,20 @@ pub fn report(
     let run = job.verification.as_ref();
     let mut views = Vec::with_capacity(collections.len());
     for collection in collections {
+        let Some(run) = run else {
+            break;
+        };
         let mut mine: Vec<&VerifyUnitRecord> = own
             .iter()
             .copied()
             .filter(|u| u.collection == collection.value.index)
             .collect();
         mine.sort_by_key(|u| u.index);
-        if run.is_some() {
-            views.push(collection_report(&collection.value, &mine));
+        let mut view = collection_report(&collection.value, &mine);
+        if run.skipped_collections.contains(&collection.value.index) {
+            view.state = "skipped";
         }
+        views.push(view);
     }
     let totals = summary(job, units);
     VerificationReport {
@@ -142,6 +155,7 @@ pub fn report(
         chunks_verified: totals.as_ref().map_or(0, |t| t.chunks_verified),
         chunks_failed: totals.as_ref().map_or(0, |t| t.chunks_failed),
         differences: totals.as_ref().map_or(0, |t| t.differences),
+        collections_skipped: totals.as_ref().map_or(0, |t| t.collections_skipped),
         collections: views,
     }
 }

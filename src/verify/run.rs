@@ -8,12 +8,12 @@ use tracing::{info, warn};
 
 use crate::copy::decode_document;
 use crate::copy::range::{ChunkRange, TypeBracket};
-use crate::jobs::{JobState, VerificationMode};
+use crate::jobs::{JobState, Mode, VerificationMode};
 use crate::queue::VerifyTask;
 use crate::runtime::engine::{Engine, EngineError};
 use crate::state::{
-    ChunkState, JobRecord, RunState, RunTrigger, StoreError, UnitScope, VerificationRun,
-    VerifyUnitRecord, Versioned, REMAINDER_UNIT,
+    ChunkState, DifferenceKind, JobRecord, RunState, RunTrigger, StoreError, StreamState,
+    UnitScope, VerificationRun, VerifyUnitRecord, Versioned, REMAINDER_UNIT,
 };
 
 use super::scope::uncovered_brackets;
@@ -36,66 +36,8 @@ pub fn begin_run(job: &mut JobRecord, mode: VerificationMode, trigger: RunTrigge
         units_total: 0,
         units_failed: 0,
         differences: 0,
+        skipped_collections: Vec::new(),
     });
-}
-
-/// Starts a verification run of the job without changing its state and returns its number,
-/// or `None` when the job does not exist. Cutover calls this as its last step and then waits
-/// for [`run_result`] to report the run finished.
-///
-/// An unfinished run started by the same `trigger` is reused, so a retried caller does not
-/// start a second run. An unfinished run of another trigger is superseded: it read the data
-/// before this caller's point in time, and its tasks stop once their unit rows are replaced.
-pub async fn start_verification(
-    engine: &Engine,
-    job_id: &str,
-    mode: VerificationMode,
-    trigger: RunTrigger,
-) -> Result<Option<u32>, EngineError> {
-    let number = loop {
-        let Some(mut job) = engine.store.job(job_id).await? else {
-            return Ok(None);
-        };
-        if let Some(run) = job.value.verification.as_ref() {
-            if !run.state.is_finished() && run.trigger == trigger {
-                break run.number;
-            }
-        }
-        begin_run(&mut job.value, mode, trigger);
-        job.value.updated_at = Utc::now();
-        match engine.store.replace_job(&job).await {
-            Ok(_) => {
-                let run = job.value.verification.as_ref().map_or(0, |r| r.number);
-                info!(job_id, run, trigger = ?trigger, "verification started");
-                break run;
-            }
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    advance_verification(engine, job_id).await?;
-    Ok(Some(number))
-}
-
-/// The outcome of a finished run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunResult {
-    pub number: u32,
-    pub passed: bool,
-    pub units_failed: u32,
-    pub differences: u64,
-}
-
-/// Returns the outcome of run `number` once it finished, or `None` while it runs or if the job's
-/// latest run is another one.
-pub fn run_result(job: &JobRecord, number: u32) -> Option<RunResult> {
-    let run = job.verification.as_ref().filter(|r| r.number == number)?;
-    run.state.is_finished().then_some(RunResult {
-        number,
-        passed: run.state == RunState::Passed,
-        units_failed: run.units_failed,
-        differences: run.differences,
-    })
 }
 
 /// Moves the job's current run as far as its units allow: writes unit rows while preparing,
@@ -121,10 +63,11 @@ pub async fn advance_verification(engine: &Engine, job_id: &str) -> Result<(), E
             .collect();
 
         if run.state == RunState::Preparing || (units.len() as u32) < run.units_total {
-            let total = prepare_units(engine, &job.value, &run, &units).await?;
+            let (total, skipped) = prepare_units(engine, &job.value, &run, &units).await?;
             if let Some(current) = job.value.verification.as_mut() {
                 current.state = RunState::Running;
                 current.units_total = total;
+                current.skipped_collections = skipped;
             }
             match engine.store.replace_job(&job).await {
                 Ok(_) => {
@@ -153,9 +96,13 @@ pub async fn advance_verification(engine: &Engine, job_id: &str) -> Result<(), E
                 let details = job.value.verification.as_ref().map(|run| {
                     serde_json::json!({
                         "run": run.number,
-                        "passed": run.units_failed == 0 && run.differences == 0,
+                        "trigger": run.trigger,
+                        "mode": run.mode,
+                        "passed": run.state == RunState::Passed,
+                        "chunksTotal": run.units_total,
                         "chunksFailed": run.units_failed,
                         "differences": run.differences,
+                        "collectionsSkipped": run.skipped_collections.len(),
                     })
                 });
                 engine.events.publish(
@@ -180,20 +127,34 @@ fn verifying_state(state: JobState) -> bool {
     )
 }
 
-/// Writes the rows of every unit the run needs and lacks; returns the number of units.
+/// Writes the rows of every unit the run needs and lacks; returns the number of units and the
+/// indexes of the collections the run skips.
 ///
 /// Each collection gets one unit per copy chunk, plus a remainder unit for the `_id` type
 /// brackets no chunk covers, so documents outside every planned range (extra on the target, or
 /// added to the source after planning) are found too. A collection whose planning never
-/// finished is compared as one remainder unit over every bracket.
+/// finished is compared as one remainder unit over every bracket. A collection of an online job
+/// whose replication stopped (its source collection was dropped or renamed) has no source to
+/// compare with and is skipped.
 async fn prepare_units(
     engine: &Engine,
     job: &JobRecord,
     run: &VerificationRun,
     existing: &[Versioned<VerifyUnitRecord>],
-) -> Result<u32, EngineError> {
+) -> Result<(u32, Vec<u32>), EngineError> {
     let collections = engine.store.collections(&job.id).await?;
     let chunks = engine.store.chunks_of_job(&job.id).await?;
+    let skipped: Vec<u32> = match job.mode {
+        Mode::Online => engine
+            .store
+            .streams(&job.id)
+            .await?
+            .iter()
+            .filter(|s| s.value.state == StreamState::Stopped)
+            .map(|s| s.value.collection)
+            .collect(),
+        Mode::Offline => Vec::new(),
+    };
     let present: HashSet<(u32, u32)> = existing
         .iter()
         .map(|u| (u.value.collection, u.value.index))
@@ -202,6 +163,9 @@ async fn prepare_units(
     let mut expected = Vec::new();
     for collection in &collections {
         let index = collection.value.index;
+        if skipped.contains(&index) {
+            continue;
+        }
         let mut covered = Vec::new();
         if collection.value.planned {
             let mut own: Vec<_> = chunks
@@ -245,7 +209,7 @@ async fn prepare_units(
         .filter(|u| !present.contains(&(u.collection, u.index)))
         .collect();
     engine.store.upsert_verify_units(&missing).await?;
-    Ok(total)
+    Ok((total, skipped))
 }
 
 /// Queues waiting units, keeping at most the job's concurrency queued or running.
@@ -301,6 +265,11 @@ pub fn unit_differences(unit: &VerifyUnitRecord) -> u64 {
 }
 
 /// Records the run's outcome on the job and, for a `verifying` job, its next state.
+///
+/// A failed run leaves the job `verificationFailed`, and `resume` copies the differing chunks
+/// again: an offline job from `copying`, and an online job, whose change streams ended at cutover,
+/// from `cuttingOver`, which copies those chunks without starting the streams again and then
+/// verifies once more.
 fn finish_run(job: &mut JobRecord, units: &[Versioned<VerifyUnitRecord>]) {
     let now = Utc::now();
     let failed: Vec<&VerifyUnitRecord> = units
@@ -338,14 +307,47 @@ fn finish_run(job: &mut JobRecord, units: &[Versioned<VerifyUnitRecord>]) {
         return;
     }
     job.state = JobState::VerificationFailed;
-    job.resume_to = Some(JobState::Copying);
+    job.resume_to = Some(match job.mode {
+        Mode::Offline => JobState::Copying,
+        Mode::Online => JobState::CuttingOver,
+    });
+    let recopy = match job.mode {
+        Mode::Offline => "resume the job to copy the affected chunks again",
+        Mode::Online => {
+            "resume the job to copy the affected chunks again from the source (the change \
+             streams stay ended)"
+        }
+    };
     job.last_error = Some(format!(
         "verification run {number} found {differences} differing document(s) in {} unit(s) \
-         and could not read {unreadable} unit(s); see GET /api/jobs/{}/verification, then \
-         resume the job to copy the affected chunks again, or verify again",
+         and could not read {unreadable} unit(s){}; see GET /api/jobs/{}/verification, then \
+         {recopy}, or verify again",
         failed.len() - unreadable,
+        first_examples(&failed),
         job.id
     ));
+}
+
+/// Names the first few differing `_id`s of the failed units, for the job's `lastError`.
+fn first_examples(failed: &[&VerifyUnitRecord]) -> String {
+    const SHOWN: usize = 3;
+    let examples: Vec<String> = failed
+        .iter()
+        .flat_map(|u| u.examples.iter())
+        .take(SHOWN)
+        .map(|d| {
+            let kind = match d.kind {
+                DifferenceKind::Missing => "missing",
+                DifferenceKind::Extra => "extra",
+                DifferenceKind::Different => "different",
+            };
+            format!("{kind} _id {}", d.id)
+        })
+        .collect();
+    if examples.is_empty() {
+        return String::new();
+    }
+    format!(" (first: {})", examples.join(", "))
 }
 
 fn log_outcome(job: &JobRecord) {
@@ -508,6 +510,7 @@ mod tests {
             event_delivery_error: None,
             event_delivery_failures: 0,
             cutover: None,
+            cutover_ready_at: None,
         }
     }
 
@@ -571,8 +574,6 @@ mod tests {
         let run = record.verification.as_ref().unwrap();
         assert_eq!(run.state, RunState::Passed);
         assert!(record.finished_at.is_some());
-        assert_eq!(run_result(&record, 1).map(|r| r.passed), Some(true));
-        assert_eq!(run_result(&record, 2), None);
     }
 
     #[test]
@@ -590,6 +591,31 @@ mod tests {
         assert_eq!((run.units_failed, run.differences), (1, 1));
         let reason = record.last_error.clone().unwrap();
         assert!(reason.contains("1 differing document"), "{reason}");
+    }
+
+    #[test]
+    fn failed_cutover_run_resumes_to_cutover_and_names_ids() {
+        let mut record = job(JobState::Verifying);
+        record.mode = Mode::Online;
+        begin_run(&mut record, VerificationMode::Full, RunTrigger::Cutover);
+        let run = record.verification.clone().unwrap();
+        let mut differing = unit(&run, 0, 5, 5, 0);
+        differing.value.matched = Some(false);
+        differing.value.differences.different = 1;
+        differing.value.examples = vec![crate::state::Difference {
+            kind: DifferenceKind::Different,
+            id: "{\"$numberInt\":\"7\"}".into(),
+            id_truncated: false,
+        }];
+        finish_run(&mut record, &[differing, unit(&run, 1, 3, 3, 0)]);
+        assert_eq!(record.state, JobState::VerificationFailed);
+        assert_eq!(record.resume_to, Some(JobState::CuttingOver));
+        let reason = record.last_error.clone().unwrap();
+        assert!(
+            reason.contains("different _id {\"$numberInt\":\"7\"}"),
+            "{reason}"
+        );
+        assert!(reason.contains("streams stay ended"), "{reason}");
     }
 
     #[test]
