@@ -129,7 +129,7 @@ pub struct JobOptions {
     /// HTTPS URL that receives every job event as a signed CloudEvent (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
-    /// How the target is checked against the source when an offline job's copy ends and as the
+    /// The check of the target against the source at the end of an offline job's copy and as the
     /// last step of an online job's cutover (default `full`).
     #[serde(default)]
     pub verification: VerificationMode,
@@ -183,8 +183,8 @@ impl VerificationMode {
 #[serde(rename_all = "camelCase")]
 pub enum ExistingTarget {
     /// Copy anyway. A target document whose `_id` the source also has is replaced by the
-    /// source's version; target documents the source does not have stay, and verification
-    /// reports them as extra.
+    /// source's version. Target documents the source does not have stay; verification reports
+    /// them as extra.
     #[default]
     Merge,
     /// Fail the collection if its target contains any document.

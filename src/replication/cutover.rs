@@ -4,10 +4,11 @@
 //! Cutover records the source's current operation time. Each stream task keeps applying events
 //! until it has read past that point, runs a final reconciliation where deletes are not streamed,
 //! and then marks its stream finished and stops. Once every stream is finished (or stopped
-//! because its source collection is gone), [`progress`] reports the job drained: no task writes
-//! to the target after that, and the engine moves the job to `verifying` with a run whose trigger
-//! is `cutover` (or straight to `completed` when the job's `verification` option is `off`). The
-//! verification run, not this module, decides between `completed` and `verificationFailed`.
+//! because its source collection is gone), [`progress`] reports the job drained, and no task
+//! writes to the target after that. The engine then moves the job to `verifying` with a run
+//! whose trigger is `cutover`, or straight to `completed` when the job's `verification` option is
+//! `off`. The verification run, not this module, decides between `completed` and
+//! `verificationFailed`.
 //!
 //! After a failed cutover verification, `resume` brings the job back to `cuttingOver` with the
 //! differing chunks waiting to be copied again; the streams stay finished, and [`progress`]
@@ -204,7 +205,7 @@ pub fn progress(
 
 /// Publishes `CutoverReady` the first time `job` can be cut over (`canCutover` in the job view)
 /// and records on the job row that it did. The row is written first, so a later pass or a
-/// restarted service finds the record and sends nothing; an event still in flight when the
+/// restarted service finds the record and sends nothing. An event still in flight when the
 /// process stops is lost, like every job event.
 pub async fn announce_ready(
     engine: &Engine,

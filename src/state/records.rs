@@ -50,8 +50,8 @@ pub struct JobRecord {
     /// is accepted.
     #[serde(default)]
     pub cutover: Option<super::CutoverMark>,
-    /// When the job first became able to cut over and `CutoverReady` was published; set once,
-    /// so neither a later scheduler pass nor a restart publishes it again.
+    /// The time the job first became able to cut over and `CutoverReady` was published. It is
+    /// set once, so a later scheduler pass or a restart does not publish the event again.
     #[serde(default)]
     pub cutover_ready_at: Option<DateTime<Utc>>,
 }

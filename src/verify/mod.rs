@@ -13,11 +13,14 @@
 //! This module owns the run (on the job row), the unit rows and their tasks, and the report.
 //! It does not decide user commands (the lifecycle table does) or copy anything.
 //!
-//! A run starts in three ways, each with its trigger on the run: the engine moves an offline job
-//! from `copying`, or an online job from `cuttingOver` once its streams ended, to `verifying`
-//! with [`begin_run`] in the same job write; `POST /api/jobs/{id}/verify` starts one (beside
-//! replication for a `replicating` job). A finished run moves a `verifying` job to `completed`
-//! or `verificationFailed`; it leaves any other state as it is.
+//! A run starts in three ways, and records which as its trigger:
+//! - the engine moves an offline job from `copying` to `verifying` with [`begin_run`], in the
+//!   same job write;
+//! - the engine does the same for an online job in `cuttingOver` once its streams have ended;
+//! - `POST /api/jobs/{id}/verify` starts one, beside replication for a `replicating` job.
+//!
+//! A finished run moves a `verifying` job to `completed` or `verificationFailed`, and leaves any
+//! other state as it is.
 
 mod compare;
 pub mod digest;

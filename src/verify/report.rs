@@ -21,7 +21,7 @@ pub struct VerificationSummary {
     pub state: &'static str,
     pub mode: VerificationMode,
     pub run: u32,
-    /// What started the run: `copy` (end of an offline copy), `request` or `cutover`.
+    /// The cause of the run: `copy` (end of an offline copy), `request` or `cutover`.
     pub trigger: RunTrigger,
     pub chunks_total: u32,
     /// Chunks whose comparison finished, matched or not.
