@@ -9,7 +9,7 @@
 //! A one-sided document is first held back, by `_id` bytes and content hash, in case the other
 //! side delivers the same `_id` later: that happens only if the two servers order some values
 //! differently from [`compare_values`]. Held documents are settled as missing or extra at the
-//! end, at a checkpoint, or once more than [`MAX_HELD`] are held, so memory stays bounded.
+//! end, at a checkpoint, or once more than `MAX_HELD` are held, so memory stays bounded.
 
 use std::collections::HashMap;
 
