@@ -5,9 +5,11 @@
 #
 # Azurite is installed from npm into .tools/azurite (ignored by git) on first use. It listens on
 # 127.0.0.1 only, keeps its data in memory, and runs in the background; its pid goes to
-# .tools/azurite/azurite.pid and its output to .tools/azurite/azurite.log.
+# .tools/azurite/<instance>.pid and its output to .tools/azurite/<instance>.log.
 #
 # Environment:
+#   AZURITE_INSTANCE    name of this instance's pid and log files (default azurite); instances
+#                       with different names and ports run side by side
 #   AZURITE_BLOB_PORT   blob service port (default 10000)
 #   AZURITE_QUEUE_PORT  queue service port (default 10001)
 #   AZURITE_TABLE_PORT  table service port (default 10002)
@@ -19,8 +21,13 @@ AZURITE_VERSION="3.35.0"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="$repo_root/.tools/azurite"
-pid_file="$tools_dir/azurite.pid"
-log_file="$tools_dir/azurite.log"
+instance="${AZURITE_INSTANCE:-azurite}"
+if [[ ! "$instance" =~ ^[A-Za-z0-9_-]+$ ]]; then
+    echo "error: AZURITE_INSTANCE must hold only letters, digits, - and _, got '$instance'" >&2
+    exit 2
+fi
+pid_file="$tools_dir/$instance.pid"
+log_file="$tools_dir/$instance.log"
 bin="$tools_dir/node_modules/.bin/azurite"
 
 blob_port="${AZURITE_BLOB_PORT:-10000}"
