@@ -23,7 +23,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="$repo_root/.tools/azurite"
 instance="${AZURITE_INSTANCE:-azurite}"
 if [[ ! "$instance" =~ ^[A-Za-z0-9_-]+$ ]]; then
-    echo "error: AZURITE_INSTANCE must hold only letters, digits, - and _, got '$instance'" >&2
+    echo "error: invalid AZURITE_INSTANCE '$instance': use only letters, digits, - and _" >&2
     exit 2
 fi
 pid_file="$tools_dir/$instance.pid"

@@ -10,14 +10,14 @@ cd "$repo_root"
 
 cargo build --release -p vcore-migrate -p mongo-emulator -p vcore-migrate-bench
 
-port_answers() {
+port_accepts() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# An Azurite that already answers on the queue and table ports is used as it is, even one
-# this script did not start; otherwise this script starts one and stops it at exit.
+# An Azurite that already accepts connections on the queue and table ports is used as it is,
+# even one this script did not start. Otherwise this script starts one and stops it at exit.
 started_azurite=0
-if ! port_answers "${AZURITE_QUEUE_PORT:-10001}" || ! port_answers "${AZURITE_TABLE_PORT:-10002}"; then
+if ! port_accepts "${AZURITE_QUEUE_PORT:-10001}" || ! port_accepts "${AZURITE_TABLE_PORT:-10002}"; then
     scripts/azurite.sh start
     started_azurite=1
 fi

@@ -253,12 +253,14 @@ where
 /// `_id`s per batch of the planner's scan.
 const ID_SCAN_BATCH: u32 = 5_000;
 
-/// Reports a source row the driver could not decode as a read error.
+/// Reports a source row the driver could not decode as a read error that is not retried.
 fn malformed<E>(error: impl std::fmt::Display) -> ScanError<E> {
-    ScanError::Read(mongodb::error::Error::from(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("the source returned an _id that is not valid BSON: {error}"),
-    )))
+    let message = format!(
+        "the source returned an _id that is not valid BSON ({error}); check the source \
+         collection's documents with the server's own tools"
+    );
+    let error = <bson::de::Error as serde::de::Error>::custom(message);
+    ScanError::Read(mongodb::error::Error::from(error))
 }
 
 /// A scan failure: a source read, which may be retried, or the chunk callback's own error.

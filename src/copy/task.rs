@@ -283,9 +283,9 @@ impl JobStateWatcher {
                             flag.store(true, Ordering::Relaxed);
                             return;
                         }
-                        // The copy goes on; the next read may succeed, and the chunk's own
-                        // checkpoint saves fail loudly if the store is gone for good. One
-                        // warning per run of failures keeps the log readable.
+                        // The copy goes on, because the next read may succeed. If the store is
+                        // gone for good, the chunk's own checkpoint saves fail. One warning per
+                        // run of failures keeps the log readable.
                         Err(e) if !failing => {
                             failing = true;
                             warn!(error = %e, "reading the job state failed; retrying");
@@ -310,8 +310,8 @@ impl Drop for JobStateWatcher {
     }
 }
 
-/// Returns whether the job lets chunks be copied now: while planning or copying, and during an
-/// online job's cutover, which copies again the chunks a failed cutover verification found.
+/// Returns whether the job lets chunks be copied now: while planning or copying, or during an
+/// online job's cutover. A cutover copies again the chunks that its failed verification found.
 async fn job_is_copying(engine: &Engine, job_id: &str) -> Result<bool, CopyError> {
     let job = engine.store.job(job_id).await?;
     Ok(job.is_some_and(|j| {

@@ -11,7 +11,7 @@
 //! `verificationFailed`.
 //!
 //! After a failed cutover verification, `resume` brings the job back to `cuttingOver` with the
-//! differing chunks waiting to be copied again; the streams stay finished, and [`progress`]
+//! differing chunks waiting to be copied again. The streams stay finished, and [`progress`]
 //! waits for those chunks before it reports the job drained again.
 
 use bson::doc;

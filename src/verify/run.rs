@@ -267,9 +267,9 @@ pub fn unit_differences(unit: &VerifyUnitRecord) -> u64 {
 /// Records the run's outcome on the job and, for a `verifying` job, its next state.
 ///
 /// A failed run leaves the job `verificationFailed`, and `resume` copies the differing chunks
-/// again: an offline job from `copying`, and an online job, whose change streams ended at cutover,
-/// from `cuttingOver`, which copies those chunks without starting the streams again and then
-/// verifies once more.
+/// again. An offline job resumes to `copying`. An online job resumes to `cuttingOver`, because
+/// its change streams ended at cutover: it copies those chunks without starting the streams
+/// again, then verifies once more.
 fn finish_run(job: &mut JobRecord, units: &[Versioned<VerifyUnitRecord>]) {
     let now = Utc::now();
     let failed: Vec<&VerifyUnitRecord> = units
@@ -594,7 +594,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_cutover_run_resumes_to_cutover_and_names_ids() {
+    fn failed_cutover_run_names_ids() {
         let mut record = job(JobState::Verifying);
         record.mode = Mode::Online;
         begin_run(&mut record, VerificationMode::Full, RunTrigger::Cutover);

@@ -64,7 +64,7 @@ pub struct RunningWorkload {
 }
 
 impl RunningWorkload {
-    /// The counter of writes acknowledged so far, for progress displays.
+    /// Returns the counter of writes acknowledged so far, for progress displays.
     pub fn write_counter(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.writes)
     }

@@ -185,15 +185,19 @@ pub async fn get_more(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         }
     };
 
-    // A change stream whose getMore failed stays open, so the client may retry or kill it.
+    // A change stream whose getMore failed stays open, so the client may retry or kill it. A
+    // document cursor closes, because the failed batch already consumed documents and a retry
+    // would skip them.
     let (reply, exhausted) = match outcome {
         Ok(result) => result,
         Err(error) => {
-            ctx.state
-                .cursors
-                .lock()
-                .expect("cursor lock")
-                .restore(id, cursor);
+            if matches!(cursor.source, CursorSource::ChangeStream(_)) {
+                ctx.state
+                    .cursors
+                    .lock()
+                    .expect("cursor lock")
+                    .restore(id, cursor);
+            }
             return Err(error);
         }
     };
