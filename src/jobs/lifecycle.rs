@@ -191,8 +191,8 @@ pub fn transition(job: Lifecycle, command: Command) -> Result<Lifecycle, Rejecti
         ),
         (Command::Recopy, Copying | Replicating) => next(Copying, None),
         (Command::Recopy, VerificationFailed) => reject(
-            "the change streams ended at cutover; resume the job to copy the chunks that \
-             differed again from the source and verify again"
+            "recopy is not available after cutover, because the change streams ended; resume \
+             the job to copy the differing chunks again from the source and verify again"
                 .into(),
         ),
         (Command::Recopy, _) => reject(format!(
