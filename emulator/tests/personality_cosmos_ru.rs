@@ -58,6 +58,33 @@ async fn last_request_statistics_reports_charge() {
 }
 
 #[tokio::test]
+async fn skipped_documents_are_charged_as_reads() {
+    let (_emulator, client) = cosmos().await;
+    let db = client.database("ru");
+    let padding = "x".repeat(1_500);
+    let documents: Vec<Document> = (0..100)
+        .map(|i| doc! { "_id": i, "padding": &padding })
+        .collect();
+    db.collection::<Document>("skips")
+        .insert_many(documents)
+        .await
+        .unwrap();
+    db.run_command(doc! {
+        "find": "skips", "filter": {}, "sort": { "_id": 1 }, "skip": 50, "limit": 1,
+        "projection": { "_id": 1 },
+    })
+    .await
+    .unwrap();
+    let stats = db
+        .run_command(doc! { "getLastRequestStatistics": 1 })
+        .await
+        .unwrap();
+    assert_eq!(stats.get_str("CommandName"), Ok("find"));
+    // 51 documents of about 1.5 KB were read: the 50 skipped and the one returned.
+    assert_eq!(stats.get_f64("RequestCharge"), Ok(102.0));
+}
+
+#[tokio::test]
 async fn change_stream_accepts_only_the_documented_shape() {
     let (_emulator, client) = cosmos().await;
     let db = client.database("ru");

@@ -8,7 +8,7 @@ use crate::cursor::{CursorSource, DocumentBatches};
 use crate::error::{code, CommandError, CommandResult};
 use crate::personality::read_charge;
 use crate::query::filter::Filter;
-use crate::query::plan::{select, Query};
+use crate::query::plan::{select, select_with, Query};
 use crate::query::projection::Projection;
 use crate::query::sort::SortSpec;
 use crate::store::{Collection, StoredDocument};
@@ -49,13 +49,24 @@ pub fn check_hint(
 
 /// Charges the cosmos-ru request-unit budget for reading `documents`.
 pub fn charge_reads(ctx: &Context<'_>, documents: &[StoredDocument]) -> CommandResult<()> {
+    charge_reads_and_skips(ctx, documents, 0.0)
+}
+
+/// Charges the cosmos-ru budget for reading `documents` plus `skipped` units for the documents
+/// a `skip` passed over, which the server read as well.
+fn charge_reads_and_skips(
+    ctx: &Context<'_>,
+    documents: &[StoredDocument],
+    skipped: f64,
+) -> CommandResult<()> {
     if ctx.personality() != crate::Personality::CosmosRu {
         return Ok(());
     }
     let units: f64 = documents
         .iter()
         .map(|d| read_charge(d.as_bytes().len()))
-        .sum();
+        .sum::<f64>()
+        + skipped;
     ctx.state.request_units.charge(&ctx.name, units.max(1.0))
 }
 
@@ -84,6 +95,7 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let batch_size = non_negative(ctx, "batchSize")?;
     let hint = body.get("hint")?;
 
+    let mut skipped_units = 0.0;
     let documents = match ctx.state.collection(&ctx.db, &collection_name) {
         None => {
             check_hint(None, hint)?;
@@ -92,7 +104,7 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         Some(shared) => {
             let collection = shared.read().expect("collection lock");
             check_hint(Some(&collection), hint)?;
-            select(
+            select_with(
                 &collection,
                 &Query {
                     filter: &filter,
@@ -100,12 +112,13 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
                     skip,
                     limit,
                 },
+                |d| skipped_units += read_charge(d.as_bytes().len()),
             )
         }
     };
     // The cosmos-ru budget is charged for the whole result up front, so a throttled find
     // returns no batch at all.
-    charge_reads(ctx, &documents)?;
+    charge_reads_and_skips(ctx, &documents, skipped_units)?;
     let first_batch = batch_size
         .unwrap_or(DEFAULT_FIRST_BATCH)
         .min(limit.unwrap_or(usize::MAX));

@@ -110,15 +110,6 @@ impl Filter {
                 .unwrap_or(false),
         }
     }
-
-    /// Returns the predicates that apply to the top-level `_id`, for planning index range scans.
-    pub fn id_predicates(&self) -> Vec<&Predicate> {
-        match self {
-            Filter::Field { path, predicates } if path == "_id" => predicates.iter().collect(),
-            Filter::And(clauses) => clauses.iter().flat_map(|c| c.id_predicates()).collect(),
-            _ => Vec::new(),
-        }
-    }
 }
 
 fn parse_top_level(operator: &str, value: RawBsonRef<'_>) -> CommandResult<Filter> {
