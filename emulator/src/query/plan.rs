@@ -61,7 +61,7 @@ impl Access {
         }
     }
 
-    /// The range covering this access, or `None` when it yields nothing.
+    /// Returns the range covering this access, or `None` when it yields nothing.
     fn into_range(self) -> Option<(Bound<OrderedValue>, Bound<OrderedValue>)> {
         match self {
             Access::Range(lower, upper) => Some((lower, upper)),
@@ -133,7 +133,7 @@ fn looser_upper(a: Bound<OrderedValue>, b: Bound<OrderedValue>) -> Bound<Ordered
     }
 }
 
-/// The canonical rank of the values a `$type` operand matches.
+/// Returns the canonical rank of the values a `$type` operand matches.
 fn rank_of_type(spec: TypeSpec) -> Option<i32> {
     let code = match spec {
         TypeSpec::Number => return Some(10),
@@ -161,7 +161,7 @@ fn rank_of_type(spec: TypeSpec) -> Option<i32> {
     })
 }
 
-/// The `_id` range that holds every value of the given `$type` operands.
+/// Returns the `_id` range that contains every value of the given `$type` operands.
 fn type_range(specs: &[TypeSpec]) -> Access {
     let ranks: Option<Vec<i32>> = specs.iter().map(|s| rank_of_type(*s)).collect();
     let Some(ranks) = ranks else {
@@ -336,7 +336,7 @@ pub fn select_with(
     }
 }
 
-/// The stored documents an access yields, in `_id` order.
+/// Iterates the stored documents an access yields, in `_id` order.
 fn candidates<'a>(
     collection: &'a Collection,
     access: Access,
@@ -366,7 +366,7 @@ mod tests {
 
     use super::*;
 
-    /// One document per `_id`, across every type bracket a migration meets.
+    /// Builds a collection with one document per `_id`, across the type brackets of real data.
     fn mixed_collection() -> Collection {
         let mut collection = Collection::new("db.mixed".into(), RawDocumentBuf::new());
         let mut ids: Vec<RawBson> = vec![
@@ -424,7 +424,7 @@ mod tests {
     }
 
     #[test]
-    fn or_with_nan_scans_only_its_numbers() {
+    fn or_with_nan_scans_numbers() {
         let collection = mixed_collection();
         // The filter of the first number chunk that the migration service sends.
         let filter = rawdoc! { "$or": [
@@ -445,7 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn type_operand_bounds_the_scan_to_its_brackets() {
+    fn type_bounds_scan_to_brackets() {
         let collection = mixed_collection();
         let cases = [
             (rawdoc! { "_id": { "$type": ["string", "symbol"] } }, 3),
@@ -458,15 +458,15 @@ mod tests {
             (rawdoc! { "_id": { "$type": "object" } }, 1),
         ];
         for (filter, expected) in cases {
-            let shown = format!("{filter:?}");
+            let label = format!("{filter:?}");
             let (matched, visited) = planned_and_visited(&collection, filter);
-            assert_eq!(matched, expected, "{shown}");
-            assert!(visited <= 4, "{shown} visited {visited} documents");
+            assert_eq!(matched, expected, "{label}");
+            assert!(visited <= 4, "{label} visited {visited} documents");
         }
     }
 
     #[test]
-    fn number_type_alias_covers_every_numeric_type() {
+    fn number_alias_covers_numeric_types() {
         let collection = mixed_collection();
         let (matched, _) =
             planned_and_visited(&collection, rawdoc! { "_id": { "$type": "number" } });
@@ -474,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn or_of_later_brackets_covers_them_all() {
+    fn or_covers_later_brackets() {
         let collection = mixed_collection();
         // The planner's query for the rest of a collection after a number checkpoint.
         let filter = rawdoc! { "$or": [
@@ -487,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn or_with_an_unplanned_branch_scans_everything() {
+    fn unplanned_or_branch_scans_all() {
         let collection = mixed_collection();
         let filter = rawdoc! { "$or": [ { "_id": 5 }, { "other": 1 } ] };
         let (matched, visited) = planned_and_visited(&collection, filter);
@@ -496,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn and_intersects_and_in_unions_points() {
+    fn and_intersects_or_unions_points() {
         let collection = mixed_collection();
         let filter = rawdoc! { "$and": [ { "_id": { "$gte": 10 } }, { "_id": { "$lt": 20 } } ] };
         assert_eq!(planned_and_visited(&collection, filter), (10, 10));
@@ -509,11 +509,11 @@ mod tests {
     fn skipped_documents_are_reported() {
         let collection = mixed_collection();
         let filter = Filter::parse(&rawdoc! { "_id": { "$gte": 0 } }).expect("filter parses");
-        let mut q = query(&filter);
-        q.skip = 250;
-        q.limit = Some(1);
+        let mut request = query(&filter);
+        request.skip = 250;
+        request.limit = Some(1);
         let mut skipped = 0;
-        let found = select_with(&collection, &q, |_| skipped += 1);
+        let found = select_with(&collection, &request, |_| skipped += 1);
         assert_eq!(skipped, 250);
         assert_eq!(found.len(), 1);
         // 0 to 248 and 2.5 are skipped.
