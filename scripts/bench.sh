@@ -2,7 +2,7 @@
 # Runs the copy benchmark: builds release binaries, starts Azurite, and copies documents
 # emulator to emulator with a raw driver pipe and through the service.
 #
-# Usage: scripts/bench.sh [--documents N] [--parallel N]
+# Usage: scripts/bench.sh [--documents N] [--parallel N] [--rounds N]
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -35,8 +35,9 @@ async fn monitor_page_steers_running_job() {
         .await
         .unwrap();
 
-    // A throttled Cosmos DB (RU) source keeps the copy running long enough to watch it: an
-    // estimated 30 seconds at 300 RU/s, against the few seconds the browser steps take.
+    // A throttled Cosmos DB (RU) source keeps the job running long enough to watch it. Planning
+    // and copying each read the 12,000 documents of about 220 bytes, about 12,000 RU apiece, so
+    // the job takes an estimated 80 seconds at 300 RU/s, against a few seconds of browser steps.
     let h = Harness::start_with(HarnessOptions {
         source: mongo_emulator::EmulatorOptions {
             personality: mongo_emulator::Personality::CosmosRu,
@@ -68,8 +69,10 @@ async fn monitor_page_steers_running_job() {
         json!({ "chunkDocuments": 500, "batchSize": 50, "maxParallelChunks": 1 }),
     );
     let id = h.create_job(&request).await;
+    // Chunks copy while later ones are still planned, so the job may still read `planning`.
     h.wait_until(&id, LONG, |job| {
-        job["state"] == "copying" && job["documentsCopied"].as_u64() > Some(0)
+        ["planning", "copying"].contains(&job["state"].as_str().unwrap_or_default())
+            && job["documentsCopied"].as_u64() > Some(0)
     })
     .await;
 

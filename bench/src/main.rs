@@ -30,6 +30,20 @@ struct Args {
     /// Parallel chunks for the parallel run.
     #[arg(long, default_value_t = 4)]
     parallel: u32,
+    /// Rounds of the three runs; the summary gives each run's median.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+}
+
+/// Returns the median of some measurements (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[middle],
+        _ => (values[middle - 1] + values[middle]) / 2.0,
+    }
 }
 
 /// A child process that is killed when dropped.
@@ -65,6 +79,63 @@ fn start_emulator(
         ChildGuard(child),
         format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
     ))
+}
+
+/// Returns the CPU time (user and system, all threads) a process has used so far, in seconds,
+/// from /proc (Linux only).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may contain spaces, so fields are counted after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
+}
+
+/// The CPU seconds the source emulator, the target emulator and the copier used in one run.
+#[derive(Clone, Copy, Default)]
+struct CpuUse {
+    source: f64,
+    target: f64,
+    copier: f64,
+}
+
+/// Reads the CPU time of the two emulators and the copier, to subtract one reading from another.
+fn cpu_now(emulators: (u32, u32), copier: u32) -> CpuUse {
+    CpuUse {
+        source: cpu_seconds(emulators.0).unwrap_or(f64::NAN),
+        target: cpu_seconds(emulators.1).unwrap_or(f64::NAN),
+        copier: cpu_seconds(copier).unwrap_or(f64::NAN),
+    }
+}
+
+impl std::ops::Sub for CpuUse {
+    type Output = CpuUse;
+    fn sub(self, earlier: CpuUse) -> CpuUse {
+        CpuUse {
+            source: self.source - earlier.source,
+            target: self.target - earlier.target,
+            copier: self.copier - earlier.copier,
+        }
+    }
+}
+
+/// Checks that a run left every document in the target, then drops its database so the next
+/// run starts with an empty target.
+async fn check_and_drop(target: &str, database: &str, expected: u64) -> anyhow::Result<()> {
+    let client = Client::with_uri_str(target).await?;
+    let db = client.database(database);
+    let found = db
+        .collection::<Document>("docs")
+        .count_documents(doc! {})
+        .await?;
+    if found != expected {
+        bail!("the {database} run left {found} documents in the target, not {expected}");
+    }
+    db.drop().await?;
+    Ok(())
 }
 
 /// Peak resident set size of a process in MiB, from /proc (Linux only).
@@ -149,10 +220,12 @@ async fn raw_pipe(source: &str, target: &str) -> anyhow::Result<(u64, Duration)>
     Ok((count, started.elapsed()))
 }
 
-struct ServiceRun {
+/// One timed copy: the raw pipe or a service run.
+struct CopyRun {
     seconds: f64,
     documents: u64,
     peak_rss_mib: f64,
+    cpu: CpuUse,
 }
 
 async fn service_run(
@@ -161,7 +234,8 @@ async fn service_run(
     target: &str,
     target_db: &str,
     parallel: u32,
-) -> anyhow::Result<ServiceRun> {
+    emulators: (u32, u32),
+) -> anyhow::Result<CopyRun> {
     let port = free_port()?;
     let prefix = format!(
         "bench{}",
@@ -210,6 +284,7 @@ async fn service_run(
             "verification": "off"
         }
     });
+    let cpu_before = cpu_now(emulators, pid);
     let started = Instant::now();
     let response = http
         .post(format!("{base}/api/jobs"))
@@ -232,14 +307,15 @@ async fn service_run(
             .await?;
         match job["state"].as_str() {
             Some("completed") => {
-                return Ok(ServiceRun {
+                return Ok(CopyRun {
                     seconds: started.elapsed().as_secs_f64(),
                     documents: job["documentsCopied"].as_u64().unwrap_or(0),
                     peak_rss_mib: peak_rss_mib(pid).unwrap_or(f64::NAN),
+                    cpu: cpu_now(emulators, pid) - cpu_before,
                 })
             }
             Some("failed") | Some("cancelled") => bail!("the job ended {}: {job}", job["state"]),
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }
@@ -247,8 +323,9 @@ async fn service_run(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (_source_guard, source) = start_emulator(&args.bin_dir, "mongodb")?;
-    let (_target_guard, target) = start_emulator(&args.bin_dir, "vcore")?;
+    let (source_guard, source) = start_emulator(&args.bin_dir, "mongodb")?;
+    let (target_guard, target) = start_emulator(&args.bin_dir, "vcore")?;
+    let emulators = (source_guard.0.id(), target_guard.0.id());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let load_started = Instant::now();
@@ -312,34 +389,85 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let (raw_count, raw_time) = raw_pipe(&source, &target).await?;
-    let raw_rate = raw_count as f64 / raw_time.as_secs_f64();
-    let single = service_run(&args, &source, &target, "single", 1).await?;
-    let parallel = service_run(&args, &source, &target, "parallel", args.parallel).await?;
-
-    println!("| run | documents | seconds | documents/s | MB/s | vs raw pipe | service peak RSS |");
-    println!("|---|---|---|---|---|---|---|");
-    println!(
-        "| raw driver pipe (1 stream) | {raw_count} | {:.1} | {raw_rate:.0} | {:.1} | 1.00x | - |",
-        raw_time.as_secs_f64(),
-        mb / raw_time.as_secs_f64()
-    );
-    for (name, run) in [
-        ("service, 1 chunk at a time".to_string(), &single),
-        (
-            format!("service, {} chunks at a time", args.parallel),
-            &parallel,
-        ),
-    ] {
-        let rate = run.documents as f64 / run.seconds;
-        println!(
-            "| {name} | {} | {:.1} | {rate:.0} | {:.1} | {:.2}x | {:.0} MiB |",
-            run.documents,
-            run.seconds,
-            mb / run.seconds,
-            rate / raw_rate,
-            run.peak_rss_mib
+    let mut rounds: Vec<[CopyRun; 3]> = Vec::new();
+    for round in 1..=args.rounds {
+        let cpu_before = cpu_now(emulators, std::process::id());
+        let (raw_count, raw_time) = raw_pipe(&source, &target).await?;
+        let raw = CopyRun {
+            seconds: raw_time.as_secs_f64(),
+            documents: raw_count,
+            peak_rss_mib: f64::NAN,
+            cpu: cpu_now(emulators, std::process::id()) - cpu_before,
+        };
+        check_and_drop(&target, "raw", args.documents).await?;
+        let single = service_run(&args, &source, &target, "single", 1, emulators).await?;
+        check_and_drop(&target, "single", args.documents).await?;
+        let parallel = service_run(
+            &args,
+            &source,
+            &target,
+            "parallel",
+            args.parallel,
+            emulators,
+        )
+        .await?;
+        check_and_drop(&target, "parallel", args.documents).await?;
+        eprintln!(
+            "round {round}: raw {:.1} s, single {:.1} s, parallel {:.1} s",
+            raw.seconds, single.seconds, parallel.seconds
         );
+        rounds.push([raw, single, parallel]);
+    }
+
+    let names = [
+        "raw driver pipe (1 stream)".to_string(),
+        "service, 1 chunk at a time".to_string(),
+        format!("service, {} chunks at a time", args.parallel),
+    ];
+    println!(
+        "| round | run | seconds | documents/s | MB/s | vs raw pipe | service peak RSS | \
+         CPU s: source, target, copier |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---|");
+    for (round, runs) in rounds.iter().enumerate() {
+        let raw_rate = runs[0].documents as f64 / runs[0].seconds;
+        for (name, run) in names.iter().zip(runs) {
+            let rate = run.documents as f64 / run.seconds;
+            let rss = if run.peak_rss_mib.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:.0} MiB", run.peak_rss_mib)
+            };
+            println!(
+                "| {} | {name} | {:.1} | {rate:.0} | {:.1} | {:.2}x | {rss} | {:.1}, {:.1}, {:.1} |",
+                round + 1,
+                run.seconds,
+                mb / run.seconds,
+                rate / raw_rate,
+                run.cpu.source,
+                run.cpu.target,
+                run.cpu.copier
+            );
+        }
+    }
+    println!();
+    println!("| run | median seconds | median documents/s | median of the rounds' ratios to the raw pipe |");
+    println!("|---|---:|---:|---:|");
+    for (kind, name) in names.iter().enumerate() {
+        let seconds = median(rounds.iter().map(|r| r[kind].seconds).collect());
+        let rate = median(
+            rounds
+                .iter()
+                .map(|r| r[kind].documents as f64 / r[kind].seconds)
+                .collect(),
+        );
+        let ratio = median(
+            rounds
+                .iter()
+                .map(|r| r[0].seconds / r[kind].seconds)
+                .collect(),
+        );
+        println!("| {name} | {seconds:.1} | {rate:.0} | {ratio:.2}x |");
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use chrono::Utc;
 use mongodb::Client;
 use tracing::{info, warn, Instrument};
 
-use super::planner::{scan_ids, PlanCursor, PlanProgress, PlannedChunk};
+use super::planner::{plan_chunks, PlanCursor, PlanProgress, PlannedChunk};
 use super::{encode_document, task::CopyError};
 use crate::jobs::model::ExistingTarget;
 use crate::jobs::{JobState, Mode, SourceKind};
@@ -41,6 +41,7 @@ async fn plan_job(
         Ok(job) => job,
         Err(reason) => return Ok(TaskOutcome::Dropped(reason)),
     };
+    let _lease = PlanLeaseKeeper::start(engine, &task.job_id, &message.id);
     let request = job.value.request.clone();
 
     let source = engine
@@ -207,7 +208,7 @@ async fn plan_collection(
     // The callback saves the collection row after each chunk; a mutex (never held across an
     // await) lets it replace the row with the newer ETag.
     let collection_cell = std::sync::Mutex::new(collection);
-    let progress = scan_ids(
+    let progress = plan_chunks(
         &source_ids,
         request.options.chunk_documents,
         resume,
@@ -234,17 +235,25 @@ async fn plan_collection(
             Ok(PlanStep::OutOfTime)
         }
         PlanProgress::Finished => {
-            collection.value.planned = true;
-            collection.value.plan_checkpoint = None;
-            collection.value.state = CollectionState::Copying;
-            if collection.value.chunks_total == 0 {
-                collection.value.state = CollectionState::Copied;
-                collection.value.finished_at = Some(Utc::now());
+            // The last chunk's row write usually ended the plan already.
+            if !collection.value.planned {
+                finish_plan(&mut collection.value);
+                save_collection(engine, &mut collection).await?;
             }
-            save_collection(engine, &mut collection).await?;
             info!(chunks = collection.value.chunks_total, "collection planned");
             Ok(PlanStep::Done)
         }
+    }
+}
+
+/// Marks a collection's chunks as all written; a collection without any is already copied.
+fn finish_plan(collection: &mut CollectionRecord) {
+    collection.planned = true;
+    collection.plan_checkpoint = None;
+    collection.state = CollectionState::Copying;
+    if collection.chunks_total == 0 {
+        collection.state = CollectionState::Copied;
+        collection.finished_at = Some(Utc::now());
     }
 }
 
@@ -284,35 +293,16 @@ async fn store_chunk(
         .insert_chunks(std::slice::from_ref(&record))
         .await?;
     collection.value.chunks_total += 1;
-    if let Some(upper) = chunk.range.upper {
-        collection.value.plan_checkpoint = Some(
-            PlanCursor {
-                bracket: chunk.range.bracket,
-                lower: Some(upper),
-            }
-            .encode(),
-        );
-    } else {
-        // The next chunk starts a new bracket; a restart rescans from the bracket after this one.
-        collection.value.plan_checkpoint = next_bracket_cursor(chunk.range.bracket);
+    match &chunk.next {
+        Some(next) => collection.value.plan_checkpoint = Some(next.encode()),
+        // The last chunk and the end of planning are saved together, so a restart after it
+        // never plans the collection again.
+        None => finish_plan(&mut collection.value),
     }
     save_collection(engine, &mut collection).await?;
     // Copying starts as soon as a chunk exists.
     engine.advance_job(&collection.value.job_id).await?;
     Ok(collection)
-}
-
-fn next_bracket_cursor(bracket: super::range::TypeBracket) -> Option<String> {
-    super::range::TypeBracket::ALL
-        .into_iter()
-        .find(|b| *b > bracket)
-        .map(|b| {
-            PlanCursor {
-                bracket: b,
-                lower: None,
-            }
-            .encode()
-        })
 }
 
 async fn estimate(client: &Client, database: &str, collection: &str) -> (u64, u64) {
@@ -456,6 +446,60 @@ async fn claim_planning(
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Renews a running plan task's lease in the background until dropped, so the scheduler does
+/// not send a second plan task while a slow plan (a throttled source, say) still runs.
+struct PlanLeaseKeeper {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl PlanLeaseKeeper {
+    fn start(engine: &Engine, job_id: &str, owner: &str) -> PlanLeaseKeeper {
+        let engine = engine.clone();
+        let job_id = job_id.to_string();
+        let owner = owner.to_string();
+        let interval = (engine.settings.lease / 3).max(std::time::Duration::from_millis(500));
+        let handle = tokio::spawn(
+            async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    match renew_plan_lease(&engine, &job_id, &owner).await {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        // The next renewal may succeed before the lease runs out.
+                        Err(e) => warn!(error = %e, "renewing the plan lease failed; retrying"),
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        PlanLeaseKeeper { handle }
+    }
+}
+
+impl Drop for PlanLeaseKeeper {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Extends the plan lease while `owner` is still the plan owner. Returns `false` once it is not.
+async fn renew_plan_lease(engine: &Engine, job_id: &str, owner: &str) -> Result<bool, StoreError> {
+    loop {
+        let Some(mut job) = engine.store.job(job_id).await? else {
+            return Ok(false);
+        };
+        if job.value.plan_owner.as_deref() != Some(owner) {
+            return Ok(false);
+        }
+        job.value.plan_lease_until = Some(Utc::now() + engine.lease());
+        match engine.store.replace_job(&job).await {
+            Ok(_) => return Ok(true),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Splits a collection into `_id` chunks.
 //!
-//! The planner reads the source's `_id`s in order (an index-only scan) and closes a chunk every
-//! `chunkDocuments` ids and wherever the type bracket changes. Chunks are written as they close,
-//! so copying starts before planning ends, and the planner checkpoints the start of the open chunk
-//! so a restart re-reads at most one chunk's ids.
+//! The planner queries the source for each chunk boundary directly: sorted by `_id` from the open
+//! chunk's lower bound, the `_id` after `chunkDocuments` skipped ones closes the chunk. The
+//! server walks its `_id` index for the skip, so no `_id` crosses the network except the
+//! boundaries. A chunk never spans two type brackets: when a bracket has no boundary left, its
+//! last chunk runs to the end of the bracket, and the planner moves to the next bracket that has
+//! documents. Chunks are written as they close, so copying starts after the first boundary.
 
+use std::future::IntoFuture;
 use std::time::Instant;
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
@@ -12,17 +15,21 @@ use mongodb::options::Hint;
 use mongodb::Collection;
 use tracing::warn;
 
-use super::range::{ChunkRange, TypeBracket};
+use super::range::{is_nan, ChunkRange, TypeBracket};
 use super::{decode_document, encode_document};
 
 /// A chunk the planner closed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedChunk {
     pub range: ChunkRange,
+    /// Documents in the range when it was planned.
     pub documents: u64,
+    /// The planning position after this chunk, or `None` when it is the collection's last.
+    pub next: Option<PlanCursor>,
 }
 
-/// The planning position: the open chunk's bracket and lower bound.
+/// The planning position: the open chunk's bracket and lower bound. A bracket with no lower
+/// bound starts at its smallest value, and may hold no documents.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanCursor {
     pub bracket: TypeBracket,
@@ -30,13 +37,16 @@ pub struct PlanCursor {
 }
 
 impl PlanCursor {
+    /// Returns the cursor that starts a plan: the first bracket in BSON order.
+    pub fn start() -> Self {
+        PlanCursor {
+            bracket: TypeBracket::ALL[0],
+            lower: None,
+        }
+    }
+
     pub fn encode(&self) -> String {
-        let range = ChunkRange {
-            bracket: self.bracket,
-            lower: self.lower.clone(),
-            upper: None,
-        };
-        encode_document(&range.to_document())
+        encode_document(&self.open_range().to_document())
     }
 
     pub fn decode(text: &str) -> Option<Self> {
@@ -47,158 +57,44 @@ impl PlanCursor {
         })
     }
 
-    /// Builds the query for every `_id` from the open chunk's start to the end of the collection.
-    fn filter(&self) -> Document {
-        // The open chunk's own filter covers its bracket from `lower` (NaN included when it is
-        // the first number chunk); `$type` clauses add every later bracket.
-        let open = ChunkRange {
+    /// Returns the range from this cursor to the end of its bracket.
+    fn open_range(&self) -> ChunkRange {
+        ChunkRange {
             bracket: self.bracket,
             lower: self.lower.clone(),
             upper: None,
         }
-        .filter(None);
-        let later: Vec<Bson> = TypeBracket::ALL
-            .into_iter()
-            .filter(|b| *b > self.bracket)
-            .flat_map(|b| b.type_aliases().iter().map(|a| Bson::String((*a).into())))
-            .collect();
-        if later.is_empty() {
-            return open;
-        }
-        doc! { "$or": [open, { "_id": { "$type": later } }] }
     }
 }
 
-/// Chunk sizes start at 1/16 of the requested size (when that is at least this many documents)
-/// and double with each chunk, so the first copy task can start while the planner is still
-/// reading `_id`s.
-const RAMP_MIN_DOCUMENTS: u64 = 1_000;
-
-/// Folds a sorted stream of `_id`s into chunks.
-#[derive(Debug)]
-pub struct Splitter {
-    chunk_documents: u64,
-    /// The size limit of the open chunk while sizes ramp up.
-    current_limit: u64,
-    open: Option<(PlanCursor, u64)>,
-}
-
-impl Splitter {
-    pub fn new(chunk_documents: u64, resume: Option<PlanCursor>) -> Self {
-        let chunk_documents = chunk_documents.max(1);
-        let first = chunk_documents / 16;
-        // A resumed plan has already written its small chunks.
-        let current_limit = if first >= RAMP_MIN_DOCUMENTS && resume.is_none() {
-            first
-        } else {
-            chunk_documents
-        };
-        Splitter {
-            chunk_documents,
-            current_limit,
-            open: resume.map(|cursor| (cursor, 0)),
-        }
-    }
-
-    /// Adds the next `_id` in sort order; returns the chunk this closes, if any.
-    #[cfg(test)]
-    pub fn push(&mut self, id: &Bson) -> Option<PlannedChunk> {
-        let result: Result<_, std::convert::Infallible> =
-            self.push_with(TypeBracket::of(id), || Ok(id.clone()));
-        result.unwrap_or_else(|never| match never {})
-    }
-
-    /// Adds the next `_id` in sort order, given its bracket, and returns the chunk this closes,
-    /// if any. `decode` runs only when the `_id` becomes a chunk boundary.
-    pub fn push_with<E>(
-        &mut self,
-        bracket: TypeBracket,
-        decode: impl FnOnce() -> Result<Bson, E>,
-    ) -> Result<Option<PlannedChunk>, E> {
-        Ok(match self.open.take() {
-            None => {
-                self.open = Some((
-                    PlanCursor {
-                        bracket,
-                        lower: None,
-                    },
-                    1,
-                ));
-                None
-            }
-            Some((cursor, count)) if cursor.bracket != bracket => {
-                self.open = Some((
-                    PlanCursor {
-                        bracket,
-                        lower: None,
-                    },
-                    1,
-                ));
-                Some(close(cursor, None, count))
-            }
-            Some((cursor, count)) if count >= self.current_limit && !bracket.is_single_valued() => {
-                let id = match decode() {
-                    Ok(id) => id,
-                    Err(e) => {
-                        self.open = Some((cursor, count));
-                        return Err(e);
-                    }
-                };
-                let next = PlanCursor {
-                    bracket,
-                    lower: Some(id.clone()),
-                };
-                self.open = Some((next, 1));
-                self.current_limit = (self.current_limit * 2).min(self.chunk_documents);
-                Some(close(cursor, Some(id), count))
-            }
-            Some((cursor, count)) => {
-                self.open = Some((cursor, count + 1));
-                None
-            }
-        })
-    }
-
-    /// Closes the last chunk at the end of the data.
-    pub fn finish(&mut self) -> Option<PlannedChunk> {
-        self.open
-            .take()
-            .filter(|(_, count)| *count > 0)
-            .map(|(cursor, count)| close(cursor, None, count))
-    }
-
-    /// Returns the open chunk's start, to checkpoint.
-    pub fn cursor(&self) -> Option<&PlanCursor> {
-        self.open.as_ref().map(|(c, _)| c)
-    }
-}
-
-fn close(cursor: PlanCursor, upper: Option<Bson>, documents: u64) -> PlannedChunk {
-    PlannedChunk {
-        range: ChunkRange {
-            bracket: cursor.bracket,
-            lower: cursor.lower,
-            upper,
-        },
-        documents,
-    }
+/// Builds the filter that matches every `_id` in a bracket after `bracket`, or returns `None`
+/// for the last bracket.
+fn later_brackets(bracket: TypeBracket) -> Option<Document> {
+    let aliases: Vec<Bson> = TypeBracket::ALL
+        .into_iter()
+        .filter(|b| *b > bracket)
+        .flat_map(|b| b.type_aliases().iter().map(|a| Bson::String((*a).into())))
+        .collect();
+    (!aliases.is_empty()).then(|| doc! { "_id": { "$type": aliases } })
 }
 
 /// The end state of a planning pass.
+#[derive(Debug)]
 pub enum PlanProgress {
-    /// Every `_id` was read.
+    /// Every chunk was written.
     Finished,
     /// The time budget ran out; continue from the returned cursor.
     Suspended(PlanCursor),
 }
 
-/// Round trips a scan retries after throttling or a transient error before it fails.
-const MAX_SCAN_RETRIES: u32 = 60;
+/// Round trips a query retries after throttling or a transient error before the plan fails.
+const MAX_THROTTLED_RETRIES: u32 = 60;
+const MAX_TRANSIENT_RETRIES: u32 = 8;
 
-/// Reads `_id`s from `resume` on and hands each closed chunk to `on_chunk`, in order. Stops at
-/// `deadline` at a chunk boundary. A throttled or transient read error reopens the scan at the
-/// open chunk's start after the server's hint or a backoff, so no chunk is written twice.
-pub async fn scan_ids<F, Fut, E>(
+/// Plans chunks of `chunk_documents` from `resume` on (from the start when `None`) and hands
+/// each one to `on_chunk`, in `_id` order. Stops at `deadline`, after a chunk or while a
+/// throttled query waits, and returns where to continue.
+pub async fn plan_chunks<F, Fut, E>(
     source: &Collection<Document>,
     chunk_documents: u64,
     resume: Option<PlanCursor>,
@@ -210,185 +106,173 @@ where
     Fut: std::future::Future<Output = Result<(), E>>,
     E: From<mongodb::error::Error>,
 {
-    let mut start = resume;
-    let mut splitter = Splitter::new(chunk_documents, start.clone());
+    let source = source.clone_with_type::<RawDocumentBuf>();
+    let chunk_documents = chunk_documents.max(1);
+    let mut cursor = resume.unwrap_or_else(PlanCursor::start);
+    loop {
+        let Some(Step { chunk, next }) = step(&source, chunk_documents, &cursor, deadline).await?
+        else {
+            return Ok(PlanProgress::Suspended(cursor));
+        };
+        if let Some(chunk) = chunk {
+            on_chunk(chunk).await?;
+        }
+        let Some(next) = next else {
+            return Ok(PlanProgress::Finished);
+        };
+        cursor = next;
+        if Instant::now() >= deadline {
+            return Ok(PlanProgress::Suspended(cursor));
+        }
+    }
+}
+
+/// The outcome of one planning step: the chunk it closed, if any, and where planning goes on.
+struct Step {
+    chunk: Option<PlannedChunk>,
+    /// `None` once the collection has no documents after the chunk.
+    next: Option<PlanCursor>,
+}
+
+/// Closes the open chunk at its next boundary, or at the end of its bracket. Returns `None`
+/// when the deadline comes while a query waits to be retried.
+async fn step(
+    source: &Collection<RawDocumentBuf>,
+    chunk_documents: u64,
+    cursor: &PlanCursor,
+    deadline: Instant,
+) -> Result<Option<Step>, mongodb::error::Error> {
+    let open = cursor.open_range();
+    if !cursor.bracket.is_single_valued() {
+        let Some(boundary) = retried(deadline, || {
+            id_at(source, open.filter(None), chunk_documents)
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        // Only the first number may be NaN, so a skip of one or more never lands on it. The
+        // check keeps NaN out of chunk bounds even on a server that stores two NaN `_id`s.
+        if let Some(upper) = boundary.filter(|id| !is_nan(id)) {
+            let next = PlanCursor {
+                bracket: cursor.bracket,
+                lower: Some(upper.clone()),
+            };
+            let chunk = PlannedChunk {
+                range: ChunkRange {
+                    upper: Some(upper),
+                    ..open
+                },
+                documents: chunk_documents,
+                next: Some(next.clone()),
+            };
+            return Ok(Some(Step {
+                chunk: Some(chunk),
+                next: Some(next),
+            }));
+        }
+    }
+
+    let Some(documents) = retried(deadline, || {
+        source.count_documents(open.filter(None)).into_future()
+    })
+    .await?
+    else {
+        return Ok(None);
+    };
+    let next = match later_brackets(cursor.bracket) {
+        Some(filter) => {
+            let Some(first) = retried(deadline, || id_at(source, filter.clone(), 0)).await? else {
+                return Ok(None);
+            };
+            first.map(|id| PlanCursor {
+                bracket: TypeBracket::of(&id),
+                lower: None,
+            })
+        }
+        None => None,
+    };
+    // The range after a boundary always becomes a chunk, even when its documents were deleted
+    // since, so every `_id` from the bracket's start on belongs to exactly one chunk.
+    let chunk = (documents > 0 || open.lower.is_some()).then(|| PlannedChunk {
+        range: open,
+        documents,
+        next: next.clone(),
+    });
+    Ok(Some(Step { chunk, next }))
+}
+
+/// Runs a source query, retrying it after throttling (after the delay the server's hint gives)
+/// or a transient error (after a backoff). Returns `None` when the next attempt would start after `deadline`.
+/// Each query retries on its own, so a step's earlier queries are not repeated.
+async fn retried<T, Fut>(
+    deadline: Instant,
+    mut query: impl FnMut() -> Fut,
+) -> Result<Option<T>, mongodb::error::Error>
+where
+    Fut: std::future::Future<Output = Result<T, mongodb::error::Error>>,
+{
     let mut retries = 0u32;
     loop {
-        let error = match scan_from(
-            source,
-            start.as_ref(),
-            &mut splitter,
-            deadline,
-            &mut on_chunk,
-        )
-        .await
-        {
-            Ok(progress) => return Ok(progress),
-            Err(ScanError::Callback(e)) => return Err(e),
-            Err(ScanError::Read(e)) => e,
+        let error = match query().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(error) => error,
         };
         retries += 1;
         let delay = match crate::mongo::classify(&error) {
-            crate::mongo::ErrorClass::Throttled(delay) if retries <= MAX_SCAN_RETRIES => delay,
-            crate::mongo::ErrorClass::Transient if retries <= 8 => super::writer::backoff(retries),
-            _ => return Err(error.into()),
+            crate::mongo::ErrorClass::Throttled(delay) if retries <= MAX_THROTTLED_RETRIES => delay,
+            crate::mongo::ErrorClass::Transient if retries <= MAX_TRANSIENT_RETRIES => {
+                super::writer::backoff(retries)
+            }
+            _ => return Err(error),
         };
         if Instant::now() + delay >= deadline {
-            if let Some(open) = splitter.cursor() {
-                return Ok(PlanProgress::Suspended(open.clone()));
-            }
+            return Ok(None);
         }
         warn!(
             attempt = retries,
             delay_ms = delay.as_millis() as u64,
             error = %crate::mongo::describe(&error),
-            "reading source _ids failed; planning retries from the open chunk"
+            "reading a chunk boundary failed; planning retries the read"
         );
         tokio::time::sleep(delay).await;
-        start = splitter.cursor().cloned().or(start);
-        splitter = Splitter::new(chunk_documents, start.clone());
     }
 }
 
-/// `_id`s per batch of the planner's scan.
-const ID_SCAN_BATCH: u32 = 5_000;
+/// Returns the `_id` at position `skip` (from zero) among the `_id`s `filter` matches, in order.
+async fn id_at(
+    source: &Collection<RawDocumentBuf>,
+    filter: Document,
+    skip: u64,
+) -> Result<Option<Bson>, mongodb::error::Error> {
+    let row = source
+        .find_one(filter)
+        .projection(doc! { "_id": 1 })
+        .sort(doc! { "_id": 1 })
+        .hint(Hint::Keys(doc! { "_id": 1 }))
+        .skip(skip)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id = row
+        .get("_id")
+        .map_err(malformed)?
+        .ok_or_else(|| malformed("the row has no _id"))?;
+    Bson::try_from(id.to_raw_bson())
+        .map(Some)
+        .map_err(malformed)
+}
 
-/// Reports a source row the driver could not decode as a read error that is not retried.
-fn malformed<E>(error: impl std::fmt::Display) -> ScanError<E> {
+/// Reports a source row the driver could not decode as an error that is not retried.
+fn malformed(error: impl std::fmt::Display) -> mongodb::error::Error {
     let message = format!(
         "the source returned an _id that is not valid BSON ({error}); check the source \
          collection's documents with the server's own tools"
     );
     let error = <bson::de::Error as serde::de::Error>::custom(message);
-    ScanError::Read(mongodb::error::Error::from(error))
-}
-
-/// A scan failure: a source read, which may be retried, or the chunk callback's own error.
-enum ScanError<E> {
-    Read(mongodb::error::Error),
-    Callback(E),
-}
-
-async fn scan_from<F, Fut, E>(
-    source: &Collection<Document>,
-    start: Option<&PlanCursor>,
-    splitter: &mut Splitter,
-    deadline: Instant,
-    on_chunk: &mut F,
-) -> Result<PlanProgress, ScanError<E>>
-where
-    F: FnMut(PlannedChunk) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-{
-    let filter = start.map(PlanCursor::filter).unwrap_or_default();
-    // Rows stay raw: decoding each `{_id}` into a `Document` cost more than the server's reply
-    // in the copy benchmark, and only chunk boundaries need a decoded `_id`.
-    let mut cursor = source
-        .clone_with_type::<RawDocumentBuf>()
-        .find(filter)
-        .projection(doc! { "_id": 1 })
-        .sort(doc! { "_id": 1 })
-        .hint(Hint::Keys(doc! { "_id": 1 }))
-        .batch_size(ID_SCAN_BATCH)
-        .await
-        .map_err(ScanError::Read)?;
-    while cursor.advance().await.map_err(ScanError::Read)? {
-        let Some(id) = cursor.current().get("_id").map_err(malformed)? else {
-            continue;
-        };
-        let bracket = TypeBracket::of_type(id.element_type());
-        let decode = || Bson::try_from(id.to_raw_bson()).map_err(malformed);
-        if let Some(chunk) = splitter.push_with(bracket, decode)? {
-            on_chunk(chunk).await.map_err(ScanError::Callback)?;
-            if Instant::now() >= deadline {
-                if let Some(open) = splitter.cursor() {
-                    return Ok(PlanProgress::Suspended(open.clone()));
-                }
-            }
-        }
-    }
-    if let Some(chunk) = splitter.finish() {
-        on_chunk(chunk).await.map_err(ScanError::Callback)?;
-    }
-    Ok(PlanProgress::Finished)
+    mongodb::error::Error::from(error)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bson::oid::ObjectId;
-
-    fn split(ids: &[Bson], per_chunk: u64) -> Vec<PlannedChunk> {
-        let mut splitter = Splitter::new(per_chunk, None);
-        let mut chunks: Vec<PlannedChunk> = ids.iter().filter_map(|id| splitter.push(id)).collect();
-        chunks.extend(splitter.finish());
-        chunks
-    }
-
-    #[test]
-    fn chunks_cut_by_count() {
-        let ids: Vec<Bson> = (0..10).map(Bson::Int32).collect();
-        let chunks = split(&ids, 4);
-        assert_eq!(chunks.len(), 3);
-        assert_eq!(chunks[0].range.lower, None);
-        assert_eq!(chunks[0].range.upper, Some(Bson::Int32(4)));
-        assert_eq!(chunks[1].range.lower, Some(Bson::Int32(4)));
-        assert_eq!(chunks[2].range.upper, None);
-        let total: u64 = chunks.iter().map(|c| c.documents).sum();
-        assert_eq!(total, 10);
-    }
-
-    #[test]
-    fn chunks_never_span_brackets() {
-        let ids = vec![
-            Bson::Null,
-            Bson::Int32(1),
-            Bson::Double(2.5),
-            Bson::String("a".into()),
-            Bson::String("b".into()),
-            Bson::ObjectId(ObjectId::new()),
-            Bson::Boolean(true),
-        ];
-        let chunks = split(&ids, 100);
-        let brackets: Vec<TypeBracket> = chunks.iter().map(|c| c.range.bracket).collect();
-        assert_eq!(
-            brackets,
-            vec![
-                TypeBracket::Null,
-                TypeBracket::Number,
-                TypeBracket::String,
-                TypeBracket::ObjectId,
-                TypeBracket::Bool
-            ]
-        );
-        assert!(chunks.iter().all(|c| c.range.upper.is_none()));
-    }
-
-    #[test]
-    fn resume_filter_covers_later_brackets() {
-        let cursor = PlanCursor {
-            bracket: TypeBracket::Number,
-            lower: Some(Bson::Int32(5)),
-        };
-        let filter = cursor.filter();
-        let branches = filter.get_array("$or").unwrap();
-        assert_eq!(branches.len(), 2);
-        let decoded = PlanCursor::decode(&cursor.encode()).unwrap();
-        assert_eq!(decoded, cursor);
-    }
-
-    #[test]
-    fn large_chunks_ramp_up() {
-        let ids: Vec<Bson> = (0..200_000).map(Bson::Int32).collect();
-        let chunks = split(&ids, 64_000);
-        let sizes: Vec<u64> = chunks.iter().map(|c| c.documents).collect();
-        assert_eq!(sizes[..4], [4_000, 8_000, 16_000, 32_000]);
-        assert!(sizes[4..].iter().all(|s| *s <= 64_000));
-        assert_eq!(sizes.iter().sum::<u64>(), 200_000);
-    }
-
-    #[test]
-    fn empty_input_has_no_chunks() {
-        assert!(split(&[], 10).is_empty());
-    }
-}
+mod tests;

@@ -201,7 +201,7 @@ impl ChunkRange {
     }
 }
 
-fn is_nan(value: &Bson) -> bool {
+pub(crate) fn is_nan(value: &Bson) -> bool {
     match value {
         Bson::Double(d) => d.is_nan(),
         Bson::Decimal128(d) => {
