@@ -44,16 +44,11 @@ async fn plan_job(
     let _lease = PlanLeaseKeeper::start(engine, &task.job_id, &message.id);
     let request = job.value.request.clone();
 
-    let source = engine
+    let (source, target) = engine
         .clients
-        .client(&request.source)
+        .source_and_target(&request)
         .await
-        .map_err(|e| CopyError::Copy(format!("source: {e}")))?;
-    let target = engine
-        .clients
-        .client(&request.target)
-        .await
-        .map_err(|e| CopyError::Copy(format!("target: {e}")))?;
+        .map_err(CopyError::Copy)?;
 
     let source_kind = match job.value.source_kind {
         Some(kind) => kind,

@@ -107,16 +107,11 @@ async fn copy_chunk(
         .ok_or_else(|| CopyError::Copy("the chunk's stored range is unreadable".into()))?;
     let checkpoint = chunk.value.checkpoint.as_deref().and_then(decode_value);
 
-    let source_client = engine
+    let (source_client, target_client) = engine
         .clients
-        .client(&request.source)
+        .source_and_target(request)
         .await
-        .map_err(|e| CopyError::Copy(format!("source: {e}")))?;
-    let target_client = engine
-        .clients
-        .client(&request.target)
-        .await
-        .map_err(|e| CopyError::Copy(format!("target: {e}")))?;
+        .map_err(CopyError::Copy)?;
     let source = source_client
         .database(&collection.value.source.database)
         .collection::<RawDocumentBuf>(&collection.value.source.collection);

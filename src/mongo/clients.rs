@@ -58,6 +58,22 @@ impl ClientCache {
         &self.secrets
     }
 
+    /// Returns the clients of a job's source and target. The error names the side that failed.
+    pub async fn source_and_target(
+        &self,
+        request: &crate::jobs::JobRequest,
+    ) -> Result<(Client, Client), String> {
+        let source = self
+            .client(&request.source)
+            .await
+            .map_err(|e| format!("source: {e}"))?;
+        let target = self
+            .client(&request.target)
+            .await
+            .map_err(|e| format!("target: {e}"))?;
+        Ok((source, target))
+    }
+
     /// Returns the client for a reference, connecting on first use and again when its
     /// connection string changed.
     pub async fn client(&self, reference: &CredentialRef) -> Result<Client, ConnectError> {

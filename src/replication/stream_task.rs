@@ -80,16 +80,11 @@ async fn replicate(
             ))
         })?;
     let request = &job.value.request;
-    let source = engine
+    let (source, target) = engine
         .clients
-        .client(&request.source)
+        .source_and_target(request)
         .await
-        .map_err(|e| ReplicationError::Failed(format!("source: {e}")))?;
-    let target = engine
-        .clients
-        .client(&request.target)
-        .await
-        .map_err(|e| ReplicationError::Failed(format!("target: {e}")))?;
+        .map_err(ReplicationError::Failed)?;
     let src = &collection.value.source;
     let dst = &collection.value.target;
     let kind = match job.value.source_kind {

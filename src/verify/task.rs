@@ -82,16 +82,11 @@ async fn verify_unit(
         .ok_or_else(|| VerifyError::Verify("the unit's stored range is unreadable".into()))?;
 
     let request = &job.value.request;
-    let source_client = engine
+    let (source_client, target_client) = engine
         .clients
-        .client(&request.source)
+        .source_and_target(request)
         .await
-        .map_err(|e| VerifyError::Verify(format!("source: {e}")))?;
-    let target_client = engine
-        .clients
-        .client(&request.target)
-        .await
-        .map_err(|e| VerifyError::Verify(format!("target: {e}")))?;
+        .map_err(VerifyError::Verify)?;
     let sides = Sides {
         source: source_client
             .database(&collection.value.source.database)
