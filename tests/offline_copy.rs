@@ -642,8 +642,9 @@ async fn throttled_planning_scan_retries() {
     let h = Harness::start().await;
     h.insert_source("mig", "plan", (0..500).map(|i| doc! { "_id": i }).collect())
         .await;
-    // The planner's `_id` scan is the first find on the source. It is throttled more times than
-    // the queue delivers a failed task, so only retries inside the scan let the job complete.
+    // The planner's boundary queries are the first finds on the source. They are throttled more
+    // times than the queue delivers a failed task, so only the planner's own retries let the job
+    // complete.
     h.source_client
         .database("admin")
         .run_command(doc! {
@@ -667,5 +668,63 @@ async fn throttled_planning_scan_retries() {
     assert_eq!(job["state"], "completed", "{job:#}");
     assert_eq!(job["collections"][0]["chunksTotal"], 5);
     h.assert_identical("mig", "plan").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn all_collections_estimated_before_planning() {
+    let h = Harness::start_with(HarnessOptions {
+        source: mongo_emulator::EmulatorOptions {
+            personality: mongo_emulator::Personality::CosmosRu,
+            ..Default::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    h.insert_source(
+        "mig",
+        "first",
+        (0..3000)
+            .map(|i| doc! { "_id": i, "pad": "e".repeat(200) })
+            .collect(),
+    )
+    .await;
+    h.insert_source(
+        "mig",
+        "second",
+        (0..700).map(|i| doc! { "_id": i }).collect(),
+    )
+    .await;
+    // Each boundary query of the first collection reads 500 documents, so at 300 RU/s its
+    // planning takes seconds while the second collection waits its turn.
+    h.source_client
+        .database("admin")
+        .run_command(doc! { "emulatorSetRuPerSecond": 300 })
+        .await
+        .unwrap();
+
+    let request = h.job_request(
+        "estimates",
+        &[("mig", "first"), ("mig", "second")],
+        json!({ "chunkDocuments": 500, "maxParallelChunks": 1 }),
+    );
+    let id = h.create_job(&request).await;
+    let job = h
+        .wait_until(&id, LONG, |job| {
+            job["collections"][1]["state"] == "pending"
+                && job["collections"][1]["documentsEstimated"] == 700
+        })
+        .await;
+    assert_eq!(job["documentsEstimated"], 3700, "{job:#}");
+
+    h.source_client
+        .database("admin")
+        .run_command(doc! { "emulatorSetRuPerSecond": 0 })
+        .await
+        .unwrap();
+    let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    h.assert_identical("mig", "first").await;
+    h.assert_identical("mig", "second").await;
     h.stop().await;
 }

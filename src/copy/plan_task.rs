@@ -66,6 +66,7 @@ async fn plan_job(
         }
     };
 
+    estimate_pending(engine, &source, &task.job_id).await?;
     for collection in engine.store.collections(&task.job_id).await? {
         if collection.value.planned || collection.value.state == CollectionState::Failed {
             continue;
@@ -98,6 +99,28 @@ async fn plan_job(
     engine.advance_job(&task.job_id).await?;
     info!("planning finished");
     Ok(TaskOutcome::Completed)
+}
+
+/// Records a size estimate for every collection not yet planned or estimated, before the first
+/// one is planned. So the job's progress is a share of its whole size from the start, not only
+/// of the collections planned so far.
+async fn estimate_pending(engine: &Engine, source: &Client, job_id: &str) -> Result<(), CopyError> {
+    for mut collection in engine.store.collections(job_id).await? {
+        let record = &collection.value;
+        let unestimated = record.estimated_documents == 0 && record.estimated_bytes == 0;
+        if record.state != CollectionState::Pending || record.planned || !unestimated {
+            continue;
+        }
+        let (documents, bytes) =
+            estimate(source, &record.source.database, &record.source.collection).await;
+        if documents == 0 && bytes == 0 {
+            continue;
+        }
+        collection.value.estimated_documents = documents;
+        collection.value.estimated_bytes = bytes;
+        save_collection(engine, &mut collection).await?;
+    }
+    Ok(())
 }
 
 enum PlanStep {
