@@ -728,3 +728,115 @@ async fn all_collections_estimated_before_planning() {
     h.assert_identical("mig", "second").await;
     h.stop().await;
 }
+
+/// Holds planning before its first chunk by failing `create` on the target, writes the chunk
+/// row an interrupted plan attempt would leave behind (without its collection row update), and
+/// applies `change` to the source before planning runs again.
+async fn replan_after_unrecorded_chunk(
+    upper: Option<Bson>,
+    change: impl std::future::Future<Output = ()>,
+    h: &Harness,
+) -> serde_json::Value {
+    use vcore_migrate::copy::range::{ChunkRange, TypeBracket};
+    use vcore_migrate::state::{ChunkRecord, ChunkState};
+
+    h.target_client
+        .database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": "alwaysOn",
+            "data": { "failCommands": ["create"], "errorCode": 2, "errmsg": "held by the test" }
+        })
+        .await
+        .unwrap();
+    let request = h.job_request(
+        "replan",
+        &[("mig", "replan")],
+        json!({ "chunkDocuments": 5 }),
+    );
+    let id = h.create_job(&request).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let range = ChunkRange {
+        bracket: TypeBracket::Number,
+        lower: None,
+        upper,
+    };
+    let row = ChunkRecord {
+        job_id: id.clone(),
+        collection: 0,
+        index: 0,
+        range: vcore_migrate::copy::encode_document(&range.to_document()),
+        state: ChunkState::Waiting,
+        checkpoint: None,
+        planned_documents: 5,
+        documents_copied: 0,
+        bytes_copied: 0,
+        owner: None,
+        lease_until: None,
+        throttled: 0,
+        failures: 0,
+        last_error: None,
+        started_at: None,
+        finished_at: None,
+    };
+    h.engine.store.insert_chunks(&[row]).await.unwrap();
+    change.await;
+    h.target_client
+        .database("admin")
+        .run_command(doc! { "configureFailPoint": "failCommand", "mode": "off" })
+        .await
+        .unwrap();
+    h.wait_for_state(&id, &["completed", "failed"], LONG).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unrecorded_chunk_row_leaves_no_gap() {
+    let h = Harness::start().await;
+    h.insert_source(
+        "mig",
+        "replan",
+        (0..20).map(|i| doc! { "_id": i }).collect(),
+    )
+    .await;
+    // The stored row ends at 5. Planned again after the delete, the first boundary would be 6,
+    // so `_id` 5 would belong to no chunk.
+    let source = h
+        .source_client
+        .database("mig")
+        .collection::<Document>("replan");
+    let delete = async {
+        source.delete_one(doc! { "_id": 2 }).await.unwrap();
+    };
+    let job = replan_after_unrecorded_chunk(Some(Bson::Int32(5)), delete, &h).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["collections"][0]["documentsCopied"], 19, "{job:#}");
+    h.assert_identical("mig", "replan").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unrecorded_last_chunk_ends_the_plan() {
+    let h = Harness::start().await;
+    h.insert_source(
+        "mig",
+        "replan",
+        (0..20).map(|i| doc! { "_id": i }).collect(),
+    )
+    .await;
+    // The stored row covers the whole number bracket, so planning it again would copy the
+    // numbers twice.
+    let source = h
+        .source_client
+        .database("mig")
+        .collection::<Document>("replan");
+    let insert = async {
+        source.insert_one(doc! { "_id": 100 }).await.unwrap();
+    };
+    let job = replan_after_unrecorded_chunk(None, insert, &h).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["collections"][0]["chunksTotal"], 1, "{job:#}");
+    assert_eq!(job["collections"][0]["documentsCopied"], 21, "{job:#}");
+    h.assert_identical("mig", "replan").await;
+    h.stop().await;
+}

@@ -9,6 +9,7 @@ use mongodb::Client;
 use tracing::{info, warn, Instrument};
 
 use super::planner::{plan_chunks, PlanCursor, PlanProgress, PlannedChunk};
+use super::range::ChunkRange;
 use super::{encode_document, task::CopyError};
 use crate::jobs::model::ExistingTarget;
 use crate::jobs::{JobState, Mode, SourceKind};
@@ -213,6 +214,11 @@ async fn plan_collection(
         info!(documents, bytes, "planning collection");
     }
 
+    adopt_unrecorded_chunks(engine, &mut collection).await?;
+    if collection.value.planned {
+        info!(chunks = collection.value.chunks_total, "collection planned");
+        return Ok(PlanStep::Done);
+    }
     let resume = collection
         .value
         .plan_checkpoint
@@ -264,6 +270,50 @@ async fn plan_collection(
     }
 }
 
+/// Adopts the chunk rows that an earlier attempt wrote but never recorded in the collection row,
+/// because it crashed or its collection row write failed between the two writes. Planning then
+/// goes on after the last of them. Boundaries planned again from the old checkpoint could differ
+/// from the stored rows if the source changed in between, and leave a gap or an overlap.
+async fn adopt_unrecorded_chunks(
+    engine: &Engine,
+    collection: &mut Versioned<CollectionRecord>,
+) -> Result<(), CopyError> {
+    let job_id = collection.value.job_id.clone();
+    let mut last = None;
+    while let Some(row) = engine
+        .store
+        .chunk(
+            &job_id,
+            collection.value.index,
+            collection.value.chunks_total,
+        )
+        .await?
+    {
+        collection.value.chunks_total += 1;
+        last = Some(row.value);
+    }
+    let Some(last) = last else {
+        return Ok(());
+    };
+    let range = super::decode_document(&last.range)
+        .and_then(|d| ChunkRange::from_document(&d))
+        .ok_or_else(|| {
+            CopyError::Copy(format!(
+                "the stored range of chunk {} is unreadable; cancel the job and create it again",
+                last.index
+            ))
+        })?;
+    match PlanCursor::after(&range) {
+        Some(next) => collection.value.plan_checkpoint = Some(next.encode()),
+        None => finish_plan(&mut collection.value),
+    }
+    warn!(
+        chunks = collection.value.chunks_total,
+        "found chunk rows an earlier plan attempt did not record; planning goes on after them"
+    );
+    save_collection(engine, collection).await
+}
+
 /// Marks a collection's chunks as all written; a collection without any is already copied.
 fn finish_plan(collection: &mut CollectionRecord) {
     collection.planned = true;
@@ -281,8 +331,8 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Writes a closed chunk's row, then moves the collection's checkpoint past it. A replay after a
-/// crash between the two writes finds the row already there and keeps it.
+/// Writes a closed chunk's row, then moves the collection's checkpoint past it. When the second
+/// write never happens, the next attempt adopts the row (see `adopt_unrecorded_chunks`).
 async fn store_chunk(
     engine: &Engine,
     mut collection: Versioned<CollectionRecord>,

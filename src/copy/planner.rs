@@ -57,6 +57,25 @@ impl PlanCursor {
         })
     }
 
+    /// Returns the planning position right after a chunk, or `None` after a last-bracket
+    /// chunk that runs to its end. After a bracket's last chunk, planning goes on at the next
+    /// bracket, which may hold no documents.
+    pub fn after(range: &ChunkRange) -> Option<Self> {
+        match &range.upper {
+            Some(upper) => Some(PlanCursor {
+                bracket: range.bracket,
+                lower: Some(upper.clone()),
+            }),
+            None => TypeBracket::ALL
+                .into_iter()
+                .find(|b| *b > range.bracket)
+                .map(|bracket| PlanCursor {
+                    bracket,
+                    lower: None,
+                }),
+        }
+    }
+
     /// Returns the range from this cursor to the end of its bracket.
     fn open_range(&self) -> ChunkRange {
         ChunkRange {
@@ -87,8 +106,8 @@ pub enum PlanProgress {
     Suspended(PlanCursor),
 }
 
-/// Round trips a query retries after throttling or a transient error before the plan fails.
-const MAX_THROTTLED_RETRIES: u32 = 60;
+/// Round trips a query retries after transient errors in a row before the plan fails.
+/// Throttling is retried until the deadline, which suspends the plan cleanly.
 const MAX_TRANSIENT_RETRIES: u32 = 8;
 
 /// Plans chunks of `chunk_documents` from `resume` on (from the start when `None`) and hands
@@ -212,17 +231,22 @@ async fn retried<T, Fut>(
 where
     Fut: std::future::Future<Output = Result<T, mongodb::error::Error>>,
 {
-    let mut retries = 0u32;
+    let mut throttled = 0u32;
+    let mut transient = 0u32;
     loop {
         let error = match query().await {
             Ok(value) => return Ok(Some(value)),
             Err(error) => error,
         };
-        retries += 1;
         let delay = match crate::mongo::classify(&error) {
-            crate::mongo::ErrorClass::Throttled(delay) if retries <= MAX_THROTTLED_RETRIES => delay,
-            crate::mongo::ErrorClass::Transient if retries <= MAX_TRANSIENT_RETRIES => {
-                super::writer::backoff(retries)
+            crate::mongo::ErrorClass::Throttled(hint) => {
+                throttled += 1;
+                // A growing floor keeps a tiny or missing hint from spinning.
+                hint.max(super::writer::throttle_floor(throttled))
+            }
+            crate::mongo::ErrorClass::Transient if transient < MAX_TRANSIENT_RETRIES => {
+                transient += 1;
+                super::writer::backoff(transient)
             }
             _ => return Err(error),
         };
@@ -230,7 +254,7 @@ where
             return Ok(None);
         }
         warn!(
-            attempt = retries,
+            attempt = throttled + transient,
             delay_ms = delay.as_millis() as u64,
             error = %crate::mongo::describe(&error),
             "reading a chunk boundary failed; planning retries the read"

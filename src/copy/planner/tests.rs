@@ -287,3 +287,64 @@ async fn throttled_reads_are_retried() {
     assert_eq!(sizes, [100, 100, 100, 100]);
     assert_partition(server.name, &collection, &chunks, 400).await;
 }
+
+/// Builds the error a Cosmos DB (RU) server answers when it throttles a request.
+fn throttled_error() -> mongodb::error::Error {
+    let reply: mongodb::error::CommandError = bson::from_document(doc! {
+        "code": 16500,
+        "codeName": "TooManyRequests",
+        "errmsg": "Error=16500, RetryAfterMs=1, Details='TooManyRequests (429)'",
+    })
+    .expect("a command error document");
+    mongodb::error::ErrorKind::Command(reply).into()
+}
+
+#[tokio::test]
+async fn transient_error_after_throttles_is_retried() {
+    let far = Instant::now() + Duration::from_secs(600);
+    let mut calls = 0u32;
+    let result = retried(far, || {
+        calls += 1;
+        let call = calls;
+        async move {
+            match call {
+                1..=9 => Err(throttled_error()),
+                10 => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset").into()),
+                _ => Ok(call),
+            }
+        }
+    })
+    .await;
+    assert_eq!(result.expect("the read is retried"), Some(11));
+}
+
+#[tokio::test]
+async fn endless_throttling_suspends_at_the_deadline() {
+    let server = emulator(EmulatorOptions::default()).await;
+    let ids: Vec<Bson> = (0..10).map(Bson::Int32).collect();
+    let collection = load(&server, "always_throttled", &ids).await;
+    server
+        .client
+        .database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": "alwaysOn",
+            "data": {
+                "failCommands": ["find"],
+                "errorCode": 16500,
+                "errmsg": "Error=16500, RetryAfterMs=1, Details='TooManyRequests (429)'",
+            },
+        })
+        .await
+        .expect("the fail point is set");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let progress = plan_chunks(&collection, 4, None, deadline, |_| async {
+        Ok::<(), mongodb::error::Error>(())
+    })
+    .await
+    .expect("throttling never fails the plan");
+    assert!(
+        matches!(progress, PlanProgress::Suspended(ref c) if *c == PlanCursor::start()),
+        "{progress:?}"
+    );
+}
