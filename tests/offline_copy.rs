@@ -72,9 +72,12 @@ async fn mixed_type_ids_copy_completely() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tiny_chunks_resume_after_kill() {
-    // Chunks of two documents over mixed types, with the service killed while copying.
+    // Chunks of two documents over mixed types, with the service killed while copying. The
+    // long task budget keeps the killed tasks' queue messages invisible for longer than the
+    // test waits, so the job completes only if leases bring every lost task back.
     let mut h = Harness::start_with(HarnessOptions {
         workers: 1,
+        task_budget_seconds: 600,
         ..HarnessOptions::default()
     })
     .await;

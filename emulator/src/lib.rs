@@ -25,7 +25,8 @@
 //!   the batch was read from, so resuming from it replays the batch). Documents are
 //!   limited to 2 MB. A request-unit budget (`ru_per_second`) makes reads and writes fail with
 //!   16500 and `RetryAfterMs=N`, per document inside bulk inserts. A read costs 1 RU per
-//!   started kilobyte of each document it returns or skips. `getLastRequestStatistics` reports
+//!   started kilobyte of each document it scans, returned or not: skipped documents, documents
+//!   the filter rejects and the input of a count or `$group` are charged too. `getLastRequestStatistics` reports
 //!   the last request's charge.
 //! - `vcore`: Cosmos DB for MongoDB (vCore): 25,000 writes per batch, `_id` values up to 2 KB,
 //!   and collation options rejected.

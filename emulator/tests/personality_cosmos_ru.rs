@@ -85,6 +85,42 @@ async fn skipped_documents_are_charged_as_reads() {
 }
 
 #[tokio::test]
+async fn unreturned_reads_are_charged() {
+    let (_emulator, client) = cosmos().await;
+    let db = client.database("ru");
+    let padding = "x".repeat(1_500);
+    let documents: Vec<Document> = (0..100)
+        .map(|i| doc! { "_id": i, "padding": &padding })
+        .collect();
+    let collection = db.collection::<Document>("reads");
+    collection.insert_many(documents).await.unwrap();
+    let last_charge = || async {
+        db.run_command(doc! { "getLastRequestStatistics": 1 })
+            .await
+            .unwrap()
+            .get_f64("RequestCharge")
+            .unwrap()
+    };
+
+    // Every case reads all 100 documents of about 1.5 KB, 2 RU each.
+    let nothing = doc! { "_id": { "$gte": 0 }, "padding": "no match" };
+    let found = collection.find_one(nothing).await.unwrap();
+    assert!(found.is_none());
+    assert_eq!(last_charge().await, 200.0, "find that returns nothing");
+
+    let counted = collection.count_documents(doc! {}).await.unwrap();
+    assert_eq!(counted, 100);
+    assert_eq!(last_charge().await, 200.0, "countDocuments");
+
+    let reply = db
+        .run_command(doc! { "count": "reads", "query": { "_id": { "$gte": 0 } }, "skip": 50 })
+        .await
+        .unwrap();
+    assert_eq!(reply.get_i32("n"), Ok(50));
+    assert_eq!(last_charge().await, 200.0, "count with a skip");
+}
+
+#[tokio::test]
 async fn change_stream_accepts_only_the_documented_shape() {
     let (_emulator, client) = cosmos().await;
     let db = client.database("ru");

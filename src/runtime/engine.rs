@@ -410,8 +410,9 @@ impl Engine {
                 && job.plan_lease_until.is_none_or(|t| t < now)
             {
                 warn!(job_id = %job.id, "planning has no live task; sending the plan task again");
-                self.mark_plan_queued(&job.id).await?;
-                self.send_plan(&job.id).await?;
+                if self.requeue_lost_plan(&job.id).await? {
+                    self.send_plan(&job.id).await?;
+                }
             }
             self.advance_job(&job.id).await?;
         }
@@ -428,6 +429,29 @@ impl Engine {
             job.value.plan_lease_until = Some(Utc::now() + self.lease());
             match self.store.replace_job(&job).await {
                 Ok(_) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Records that a plan message replaces one whose task was lost, so the scheduler waits a
+    /// lease before sending another. The lost task's ownership is cleared too: it stopped
+    /// renewing its lease, and the new message could not claim planning while the old owner is
+    /// named with a live lease. Returns `false` when a plan task claimed the job meanwhile.
+    async fn requeue_lost_plan(&self, job_id: &str) -> Result<bool, EngineError> {
+        loop {
+            let Some(mut job) = self.store.job(job_id).await? else {
+                return Ok(false);
+            };
+            let now = Utc::now();
+            if job.value.plan_lease_until.is_some_and(|t| t >= now) {
+                return Ok(false);
+            }
+            job.value.plan_owner = None;
+            job.value.plan_lease_until = Some(now + self.lease());
+            match self.store.replace_job(&job).await {
+                Ok(_) => return Ok(true),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

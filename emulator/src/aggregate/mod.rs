@@ -16,7 +16,7 @@ use bson::{RawBsonRef, RawDocument, RawDocumentBuf};
 use crate::error::{code, CommandError, CommandResult};
 use crate::query::filter::Filter;
 use crate::query::number::Number;
-use crate::query::plan::{select, Query};
+use crate::query::plan::{select_with, Query};
 use crate::query::projection::Projection;
 use crate::query::sort::SortSpec;
 use crate::store::{Collection, StoredDocument};
@@ -317,10 +317,12 @@ pub fn parse_pipeline(pipeline: &bson::RawArray) -> CommandResult<Vec<Stage>> {
 }
 
 /// Runs a pipeline over a collection (or over nothing when it does not exist). A leading
-/// `$match` uses the `_id` range planner.
+/// `$match` uses the `_id` range planner. `on_read` is called with every document the
+/// pipeline's scan reads, whether the `$match` keeps it or not.
 pub fn run_pipeline(
     collection: Option<&Collection>,
     stages: &[Stage],
+    mut on_read: impl FnMut(&StoredDocument),
 ) -> CommandResult<Vec<StoredDocument>> {
     let Some(collection) = collection else {
         return run_stages(Vec::new(), stages);
@@ -330,7 +332,7 @@ pub fn run_pipeline(
         Some(Stage::Match(filter)) => (filter, &stages[1..]),
         _ => (&everything, stages),
     };
-    let documents = select(
+    let documents = select_with(
         collection,
         &Query {
             filter,
@@ -338,7 +340,9 @@ pub fn run_pipeline(
             skip: 0,
             limit: None,
         },
+        &mut on_read,
     );
+    documents.iter().for_each(&mut on_read);
     run_stages(documents, rest)
 }
 

@@ -9,6 +9,8 @@ use super::Context;
 use crate::aggregate::{parse_pipeline, run_pipeline};
 use crate::cursor::DocumentBatches;
 use crate::error::{code, CommandError, CommandResult};
+use crate::personality::read_charge;
+use crate::store::StoredDocument;
 use crate::wire::DocBuilder;
 
 pub fn aggregate(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
@@ -76,15 +78,19 @@ pub fn aggregate(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let stages = parse_pipeline(pipeline)?;
     let namespace = ctx.namespace(&collection_name);
     let hint = body.get("hint")?;
+    // The cosmos-ru budget is charged for every document the pipeline reads, not for what it
+    // returns: a `$group` that counts a million documents costs a million reads.
+    let mut read_units = 0.0;
+    let charge = |d: &StoredDocument| read_units += read_charge(d.as_bytes().len());
     let documents = match ctx.state.collection(&ctx.db, &collection_name) {
-        None => run_pipeline(None, &stages)?,
+        None => run_pipeline(None, &stages, charge)?,
         Some(shared) => {
             let collection = shared.read().expect("collection lock");
             check_hint(Some(&collection), hint)?;
-            run_pipeline(Some(&collection), &stages)?
+            run_pipeline(Some(&collection), &stages, charge)?
         }
     };
-    charge_reads(ctx, &documents)?;
+    charge_reads(ctx, &[], read_units)?;
     let mut documents = DocumentBatches::new(documents, None);
     let reply = write_batch(
         &mut documents,

@@ -47,17 +47,12 @@ pub fn check_hint(
     }
 }
 
-/// Charges the cosmos-ru request-unit budget for reading `documents`.
-pub fn charge_reads(ctx: &Context<'_>, documents: &[StoredDocument]) -> CommandResult<()> {
-    charge_reads_and_skips(ctx, documents, 0.0)
-}
-
-/// Charges the cosmos-ru budget for reading `documents` plus `skipped` units for the documents
-/// a `skip` passed over, which the server read as well.
-fn charge_reads_and_skips(
+/// Charges the cosmos-ru budget for reading `documents`, plus `unreturned` units for the
+/// documents the scan read without returning them (rejected by the filter, or skipped).
+pub fn charge_reads(
     ctx: &Context<'_>,
     documents: &[StoredDocument],
-    skipped: f64,
+    unreturned: f64,
 ) -> CommandResult<()> {
     if ctx.personality() != crate::Personality::CosmosRu {
         return Ok(());
@@ -66,7 +61,7 @@ fn charge_reads_and_skips(
         .iter()
         .map(|d| read_charge(d.as_bytes().len()))
         .sum::<f64>()
-        + skipped;
+        + unreturned;
     ctx.state.request_units.charge(&ctx.name, units.max(1.0))
 }
 
@@ -95,7 +90,7 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
     let batch_size = non_negative(ctx, "batchSize")?;
     let hint = body.get("hint")?;
 
-    let mut skipped_units = 0.0;
+    let mut unreturned_units = 0.0;
     let documents = match ctx.state.collection(&ctx.db, &collection_name) {
         None => {
             check_hint(None, hint)?;
@@ -112,13 +107,13 @@ pub fn find(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
                     skip,
                     limit,
                 },
-                |d| skipped_units += read_charge(d.as_bytes().len()),
+                |d| unreturned_units += read_charge(d.as_bytes().len()),
             )
         }
     };
     // The cosmos-ru budget is charged for the whole result up front, so a throttled find
     // returns no batch at all.
-    charge_reads_and_skips(ctx, &documents, skipped_units)?;
+    charge_reads(ctx, &documents, unreturned_units)?;
     let first_batch = batch_size
         .unwrap_or(DEFAULT_FIRST_BATCH)
         .min(limit.unwrap_or(usize::MAX));
@@ -271,6 +266,7 @@ pub fn count(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
         .filter(|l| *l != 0)
         .map(|l| l.unsigned_abs() as usize);
     let hint = ctx.body().get("hint")?;
+    let mut unreturned_units = 0.0;
     let n = match ctx.state.collection(&ctx.db, &collection_name) {
         None => 0,
         Some(shared) => {
@@ -282,7 +278,7 @@ pub fn count(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
                     .saturating_sub(skip)
                     .min(limit.unwrap_or(usize::MAX))
             } else {
-                select(
+                let counted = select_with(
                     &collection,
                     &Query {
                         filter: &filter,
@@ -290,8 +286,11 @@ pub fn count(ctx: &mut Context<'_>) -> CommandResult<DocBuilder> {
                         skip,
                         limit,
                     },
-                )
-                .len()
+                    |d| unreturned_units += read_charge(d.as_bytes().len()),
+                );
+                // A count reads the documents it counts as a find does.
+                charge_reads(ctx, &counted, unreturned_units)?;
+                counted.len()
             }
         }
     };

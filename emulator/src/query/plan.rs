@@ -303,20 +303,28 @@ pub fn select(collection: &Collection, query: &Query<'_>) -> Vec<StoredDocument>
     select_with(collection, query, |_| {})
 }
 
-/// Runs [`select`], handing each document the query skips to `on_skipped`, so a request-unit
-/// budget can charge for reading it.
+/// Runs [`select`], handing `on_unreturned` each document the scan read but did not return:
+/// those the filter rejected and those the query skipped. A request-unit budget charges for
+/// reading them.
 pub fn select_with(
     collection: &Collection,
     query: &Query<'_>,
-    mut on_skipped: impl FnMut(&StoredDocument),
+    on_unreturned: impl FnMut(&StoredDocument),
 ) -> Vec<StoredDocument> {
+    let on_unreturned = std::cell::RefCell::new(on_unreturned);
     let storage_order = match query.sort.id_only() {
         Some(ascending) => Some(ascending),
         None if query.sort.is_empty() => Some(true),
         None => None,
     };
     let matching = candidates(collection, plan(query.filter), storage_order != Some(false))
-        .filter(|d| query.filter.matches(d))
+        .filter(|d| {
+            let matched = query.filter.matches(d);
+            if !matched {
+                (on_unreturned.borrow_mut())(d);
+            }
+            matched
+        })
         .cloned();
     let mut ordered: Box<dyn Iterator<Item = StoredDocument>> = match storage_order {
         // Already in the requested order: stop as soon as the limit is reached.
@@ -328,7 +336,7 @@ pub fn select_with(
         }
     };
     for skipped in ordered.by_ref().take(query.skip) {
-        on_skipped(&skipped);
+        (on_unreturned.borrow_mut())(&skipped);
     }
     match query.limit {
         Some(limit) => ordered.take(limit).collect(),
@@ -503,6 +511,21 @@ mod tests {
         let filter = rawdoc! { "$or": [ { "_id": { "$in": [1, 3] } }, { "_id": "a" } ] };
         let (matched, _) = planned_and_visited(&collection, filter);
         assert_eq!(matched, 3);
+    }
+
+    #[test]
+    fn rejected_documents_are_reported() {
+        let collection = mixed_collection();
+        // The `_id` bounds cover 0 to 9, and the filter rejects the odd ones.
+        let filter = Filter::parse(&rawdoc! {
+            "_id": { "$gte": 0, "$lt": 10 },
+            "$expr": { "$eq": [{ "$mod": ["$_id", 2] }, 0] },
+        })
+        .expect("filter parses");
+        let mut unreturned = 0;
+        let found = select_with(&collection, &query(&filter), |_| unreturned += 1);
+        assert_eq!(found.len(), 5);
+        assert_eq!(unreturned, 6, "five odd numbers and 2.5");
     }
 
     #[test]
