@@ -35,7 +35,10 @@ for tool in zip file; do
 done
 
 if [ -z "$binary" ]; then
-    target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
+    # Cargo's own answer covers CARGO_TARGET_DIR and a target-dir set in .cargo/config.toml.
+    target_dir=$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    target_dir=${target_dir:-${CARGO_TARGET_DIR:-$repo_root/target}}
     # --target keeps these flags away from build scripts and proc macros, which
     # must stay dynamically linked because cargo loads them into rustc.
     echo "package.sh: building the static release binary (target dir $target_dir)" >&2
