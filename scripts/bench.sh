@@ -14,4 +14,9 @@ cargo build --release -p vcore-migrate -p mongo-emulator -p vcore-migrate-bench
 source scripts/azurite-env.sh
 export VCM_BENCH_STORAGE="$AZURITE_CONNECTION_STRING"
 
-target/release/bench-copy --bin-dir target/release "$@"
+# Cargo's own answer covers CARGO_TARGET_DIR and a target-dir set in .cargo/config.toml.
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir=${target_dir:-${CARGO_TARGET_DIR:-target}}
+
+"$target_dir/release/bench-copy" --bin-dir "$target_dir/release" "$@"
