@@ -843,3 +843,68 @@ async fn unrecorded_last_chunk_ends_the_plan() {
     h.assert_identical("mig", "replan").await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pause_stops_planning_reads() {
+    let h = Harness::start_with(HarnessOptions {
+        source: mongo_emulator::EmulatorOptions {
+            personality: mongo_emulator::Personality::CosmosRu,
+            ..Default::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    h.insert_source(
+        "mig",
+        "paused",
+        (0..4000)
+            .map(|i| doc! { "_id": i, "pad": "p".repeat(200) })
+            .collect(),
+    )
+    .await;
+    // Each boundary query reads 250 documents, so at 300 RU/s the plan grows by about one
+    // chunk a second.
+    h.source_client
+        .database("admin")
+        .run_command(doc! { "emulatorSetRuPerSecond": 300 })
+        .await
+        .unwrap();
+    let request = h.job_request(
+        "paused-plan",
+        &[("mig", "paused")],
+        json!({ "chunkDocuments": 250, "maxParallelChunks": 1 }),
+    );
+    let id = h.create_job(&request).await;
+    h.wait_until(&id, LONG, |job| {
+        job["collections"][0]["chunksTotal"].as_u64() >= Some(1)
+    })
+    .await;
+    let (status, _) = h.post(&format!("/api/jobs/{id}/pause"), None).await;
+    assert_eq!(status, 202);
+    let paused = h.wait_for_state(&id, &["paused"], LONG).await;
+
+    // Planning stops at a chunk boundary once it sees the pause, so at most one more chunk
+    // appears after the job reads paused.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, later) = h.get(&format!("/api/jobs/{id}")).await;
+    let before = paused["collections"][0]["chunksTotal"].as_u64().unwrap();
+    let after = later["collections"][0]["chunksTotal"].as_u64().unwrap();
+    assert!(
+        after <= before + 1,
+        "planning went on while paused: {before} then {after} chunks"
+    );
+    assert_eq!(later["collections"][0]["planned"], false, "{later:#}");
+
+    h.source_client
+        .database("admin")
+        .run_command(doc! { "emulatorSetRuPerSecond": 0 })
+        .await
+        .unwrap();
+    let (status, _) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
+    assert_eq!(status, 202);
+    let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["collections"][0]["chunksTotal"], 16, "{job:#}");
+    h.assert_identical("mig", "paused").await;
+    h.stop().await;
+}

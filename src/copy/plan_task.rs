@@ -92,6 +92,13 @@ async fn plan_job(
                 info!("planning continues in a new task");
                 return Ok(TaskOutcome::Continued);
             }
+            PlanStep::Stopped => {
+                // A resumed job is planning again with no plan task, which the scheduler sees.
+                release_planning(engine, &task.job_id, false).await?;
+                engine.advance_job(&task.job_id).await?;
+                info!("planning stopped for a pause or cancel; it continues after resume");
+                return Ok(TaskOutcome::Stopped);
+            }
         }
         engine.advance_job(&task.job_id).await?;
     }
@@ -127,6 +134,19 @@ async fn estimate_pending(engine: &Engine, source: &Client, job_id: &str) -> Res
 enum PlanStep {
     Done,
     OutOfTime,
+    /// The job is pausing or cancelling; planning waits at its checkpoint.
+    Stopped,
+}
+
+/// Returns whether the job is in a state that plans: not pausing, paused, cancelling or ended.
+async fn job_plans(engine: &Engine, job_id: &str) -> Result<bool, CopyError> {
+    let Some(job) = engine.store.job(job_id).await? else {
+        return Ok(false);
+    };
+    Ok(matches!(
+        job.value.state,
+        JobState::Queued | JobState::Planning | JobState::Copying
+    ))
 }
 
 async fn plan_collection(
@@ -232,17 +252,26 @@ async fn plan_collection(
     // The callback saves the collection row after each chunk; a mutex (never held across an
     // await) lets it replace the row with the newer ETag.
     let collection_cell = std::sync::Mutex::new(collection);
+    // Set after a chunk when the job is pausing or cancelling, so planning stops reading the
+    // source as the copy does.
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let progress = plan_chunks(
         &source_ids,
         request.options.chunk_documents,
         resume,
         deadline,
+        || stop.load(std::sync::atomic::Ordering::Relaxed),
         |chunk: PlannedChunk| {
             let collection_cell = &collection_cell;
+            let stop = &stop;
             async move {
                 let snapshot = lock(collection_cell).clone();
+                let job_id = snapshot.value.job_id.clone();
                 let saved = store_chunk(engine_ref, snapshot, chunk).await?;
                 *lock(collection_cell) = saved;
+                if !job_plans(engine_ref, &job_id).await? {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok::<(), CopyError>(())
             }
         },
@@ -256,7 +285,11 @@ async fn plan_collection(
         PlanProgress::Suspended(cursor) => {
             collection.value.plan_checkpoint = Some(cursor.encode());
             save_collection(engine, &mut collection).await?;
-            Ok(PlanStep::OutOfTime)
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Ok(PlanStep::Stopped)
+            } else {
+                Ok(PlanStep::OutOfTime)
+            }
         }
         PlanProgress::Finished => {
             // The last chunk's row write usually ended the plan already.

@@ -112,12 +112,14 @@ const MAX_TRANSIENT_RETRIES: u32 = 8;
 
 /// Plans chunks of `chunk_documents` from `resume` on (from the start when `None`) and hands
 /// each one to `on_chunk`, in `_id` order. Stops at `deadline`, after a chunk or while a
-/// throttled query waits, and returns where to continue.
+/// throttled query waits, or after a chunk once `stop` returns true, and returns where to
+/// continue.
 pub async fn plan_chunks<F, Fut, E>(
     source: &Collection<Document>,
     chunk_documents: u64,
     resume: Option<PlanCursor>,
     deadline: Instant,
+    stop: impl Fn() -> bool,
     mut on_chunk: F,
 ) -> Result<PlanProgress, E>
 where
@@ -140,7 +142,7 @@ where
             return Ok(PlanProgress::Finished);
         };
         cursor = next;
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || stop() {
             return Ok(PlanProgress::Suspended(cursor));
         }
     }

@@ -97,10 +97,17 @@ async fn load(server: &Server, name: &str, ids: &[Bson]) -> Collection<Document>
 async fn plan_all(collection: &Collection<Document>, chunk_documents: u64) -> Vec<PlannedChunk> {
     let far = Instant::now() + Duration::from_secs(600);
     let mut chunks = Vec::new();
-    let progress = plan_chunks(collection, chunk_documents, None, far, |chunk| {
-        chunks.push(chunk);
-        async { Ok::<(), mongodb::error::Error>(()) }
-    })
+    let progress = plan_chunks(
+        collection,
+        chunk_documents,
+        None,
+        far,
+        || false,
+        |chunk| {
+            chunks.push(chunk);
+            async { Ok::<(), mongodb::error::Error>(()) }
+        },
+    )
     .await
     .expect("planning succeeds");
     assert!(matches!(progress, PlanProgress::Finished));
@@ -225,10 +232,17 @@ async fn suspended_plan_resumes_identically() {
                 "{}: planning never ends",
                 server.name
             );
-            let progress = plan_chunks(&collection, 4, resume.take(), Instant::now(), |chunk| {
-                pieces.push(chunk);
-                async { Ok::<(), mongodb::error::Error>(()) }
-            })
+            let progress = plan_chunks(
+                &collection,
+                4,
+                resume.take(),
+                Instant::now(),
+                || false,
+                |chunk| {
+                    pieces.push(chunk);
+                    async { Ok::<(), mongodb::error::Error>(()) }
+                },
+            )
             .await
             .expect("planning succeeds");
             match progress {
@@ -255,10 +269,17 @@ async fn empty_bracket_resume_moves_on() {
         };
         let far = Instant::now() + Duration::from_secs(600);
         let mut chunks = Vec::new();
-        plan_chunks(&collection, 4, Some(resume), far, |chunk| {
-            chunks.push(chunk);
-            async { Ok::<(), mongodb::error::Error>(()) }
-        })
+        plan_chunks(
+            &collection,
+            4,
+            Some(resume),
+            far,
+            || false,
+            |chunk| {
+                chunks.push(chunk);
+                async { Ok::<(), mongodb::error::Error>(()) }
+            },
+        )
         .await
         .expect("planning succeeds");
         assert_eq!(chunks.len(), 3, "{}", server.name);
@@ -345,9 +366,14 @@ async fn endless_throttling_suspends_at_the_deadline() {
         .await
         .expect("the fail point is set");
     let deadline = Instant::now() + Duration::from_secs(2);
-    let progress = plan_chunks(&collection, 4, None, deadline, |_| async {
-        Ok::<(), mongodb::error::Error>(())
-    })
+    let progress = plan_chunks(
+        &collection,
+        4,
+        None,
+        deadline,
+        || false,
+        |_| async { Ok::<(), mongodb::error::Error>(()) },
+    )
     .await
     .expect("throttling never fails the plan");
     assert!(
