@@ -1,6 +1,7 @@
 # Sourced by scripts that need Azurite (scripts/test.sh, scripts/bench.sh).
 #
-# Uses an Azurite that already answers on the queue and table ports, whoever started it.
+# Uses an Azurite that already accepts connections on the queue and table ports, even one this
+# script did not start.
 # Otherwise starts one with scripts/azurite.sh and stops it when the sourcing script exits.
 # Sets AZURITE_CONNECTION_STRING to the storage connection string of that Azurite.
 #

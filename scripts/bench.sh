@@ -14,7 +14,8 @@ cargo build --release -p vcore-migrate -p mongo-emulator -p vcore-migrate-bench
 source scripts/azurite-env.sh
 export VCM_BENCH_STORAGE="$AZURITE_CONNECTION_STRING"
 
-# Cargo's own answer covers CARGO_TARGET_DIR and a target-dir set in .cargo/config.toml.
+# cargo metadata reports the target directory, including CARGO_TARGET_DIR and a target-dir
+# set in .cargo/config.toml.
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 target_dir=${target_dir:-${CARGO_TARGET_DIR:-target}}

@@ -35,7 +35,8 @@ for tool in zip file; do
 done
 
 if [ -z "$binary" ]; then
-    # Cargo's own answer covers CARGO_TARGET_DIR and a target-dir set in .cargo/config.toml.
+    # cargo metadata reports the target directory, including CARGO_TARGET_DIR and a target-dir
+    # set in .cargo/config.toml.
     target_dir=$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
     target_dir=${target_dir:-${CARGO_TARGET_DIR:-$repo_root/target}}

@@ -676,14 +676,7 @@ async fn throttled_planning_scan_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn all_collections_estimated_before_planning() {
-    let h = Harness::start_with(HarnessOptions {
-        source: mongo_emulator::EmulatorOptions {
-            personality: mongo_emulator::Personality::CosmosRu,
-            ..Default::default()
-        },
-        ..HarnessOptions::default()
-    })
-    .await;
+    let h = start_with_cosmos_ru_source().await;
     h.insert_source(
         "mig",
         "first",
@@ -700,11 +693,7 @@ async fn all_collections_estimated_before_planning() {
     .await;
     // Each boundary query of the first collection reads 500 documents, so at 300 RU/s its
     // planning takes seconds while the second collection waits its turn.
-    h.source_client
-        .database("admin")
-        .run_command(doc! { "emulatorSetRuPerSecond": 300 })
-        .await
-        .unwrap();
+    set_source_ru_per_second(&h, 300).await;
 
     let request = h.job_request(
         "estimates",
@@ -720,11 +709,7 @@ async fn all_collections_estimated_before_planning() {
         .await;
     assert_eq!(job["documentsEstimated"], 3700, "{job:#}");
 
-    h.source_client
-        .database("admin")
-        .run_command(doc! { "emulatorSetRuPerSecond": 0 })
-        .await
-        .unwrap();
+    set_source_ru_per_second(&h, 0).await;
     let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
     assert_eq!(job["state"], "completed", "{job:#}");
     h.assert_identical("mig", "first").await;
@@ -846,14 +831,7 @@ async fn unrecorded_last_chunk_ends_the_plan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pause_stops_planning_reads() {
-    let h = Harness::start_with(HarnessOptions {
-        source: mongo_emulator::EmulatorOptions {
-            personality: mongo_emulator::Personality::CosmosRu,
-            ..Default::default()
-        },
-        ..HarnessOptions::default()
-    })
-    .await;
+    let h = start_with_cosmos_ru_source().await;
     h.insert_source(
         "mig",
         "paused",
@@ -864,11 +842,7 @@ async fn pause_stops_planning_reads() {
     .await;
     // Each boundary query reads 250 documents, so at 300 RU/s the plan grows by about one
     // chunk a second.
-    h.source_client
-        .database("admin")
-        .run_command(doc! { "emulatorSetRuPerSecond": 300 })
-        .await
-        .unwrap();
+    set_source_ru_per_second(&h, 300).await;
     let request = h.job_request(
         "paused-plan",
         &[("mig", "paused")],
@@ -883,7 +857,7 @@ async fn pause_stops_planning_reads() {
     assert_eq!(status, 202);
     let paused = h.wait_for_state(&id, &["paused"], LONG).await;
 
-    // Planning stops at a chunk boundary once it sees the pause, so at most one more chunk
+    // Planning stops at the first chunk boundary after the pause, so at most one more chunk
     // appears after the job reads paused.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (_, later) = h.get(&format!("/api/jobs/{id}")).await;
@@ -895,11 +869,7 @@ async fn pause_stops_planning_reads() {
     );
     assert_eq!(later["collections"][0]["planned"], false, "{later:#}");
 
-    h.source_client
-        .database("admin")
-        .run_command(doc! { "emulatorSetRuPerSecond": 0 })
-        .await
-        .unwrap();
+    set_source_ru_per_second(&h, 0).await;
     let (status, _) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
     assert_eq!(status, 202);
     let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
@@ -907,4 +877,25 @@ async fn pause_stops_planning_reads() {
     assert_eq!(job["collections"][0]["chunksTotal"], 16, "{job:#}");
     h.assert_identical("mig", "paused").await;
     h.stop().await;
+}
+
+/// Starts the harness with a Cosmos DB (RU) source, its request-unit budget unlimited.
+async fn start_with_cosmos_ru_source() -> Harness {
+    Harness::start_with(HarnessOptions {
+        source: mongo_emulator::EmulatorOptions {
+            personality: mongo_emulator::Personality::CosmosRu,
+            ..Default::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await
+}
+
+/// Sets the source emulator's request-unit budget; 0 removes the limit.
+async fn set_source_ru_per_second(h: &Harness, per_second: i32) {
+    h.source_client
+        .database("admin")
+        .run_command(doc! { "emulatorSetRuPerSecond": per_second })
+        .await
+        .unwrap();
 }

@@ -93,7 +93,7 @@ async fn plan_job(
                 return Ok(TaskOutcome::Continued);
             }
             PlanStep::Stopped => {
-                // A resumed job is planning again with no plan task, which the scheduler sees.
+                // After resume the job is planning with no plan task, so the scheduler sends a new one.
                 release_planning(engine, &task.job_id, false).await?;
                 engine.advance_job(&task.job_id).await?;
                 info!("planning stopped for a pause or cancel; it continues after resume");

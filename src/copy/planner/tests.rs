@@ -316,7 +316,7 @@ async fn throttled_reads_are_retried() {
     assert_partition(server.name, &collection, &chunks, 400).await;
 }
 
-/// Builds the error a Cosmos DB (RU) server answers when it throttles a request.
+/// Builds the error a Cosmos DB (RU) server returns when it throttles a request.
 fn throttled_error() -> mongodb::error::Error {
     let reply: mongodb::error::CommandError = bson::from_document(doc! {
         "code": 16500,
