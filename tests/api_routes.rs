@@ -108,7 +108,37 @@ async fn create_job_validation_errors() {
             },
             400,
             "invalidBody",
-            vec!["source"],
+            vec!["field source", "cannot travel in a request", "\"setting\""],
+        ),
+        (
+            {
+                let mut r = valid.clone();
+                r["target"] = json!({ "uri": "mongodb://u:p@h/" });
+                r
+            },
+            400,
+            "invalidBody",
+            vec!["field target", "cannot travel in a request", "secretName"],
+        ),
+        (
+            {
+                let mut r = valid.clone();
+                r["source"] = json!({ "setting": "mongodb://u:p@h/" });
+                r
+            },
+            400,
+            "invalidSource",
+            vec!["setting name", "value not shown"],
+        ),
+        (
+            {
+                let mut r = valid.clone();
+                r["options"]["batchSize"] = json!("large");
+                r
+            },
+            400,
+            "invalidBody",
+            vec!["options.batchSize", "\"large\"", "whole number"],
         ),
         (
             {
@@ -168,11 +198,19 @@ async fn create_job_validation_errors() {
         let (got_status, body) = h.post("/api/jobs", Some(&request)).await;
         assert_eq!(got_status.as_u16(), status, "{request} -> {body}");
         assert_error(&body, code, &mentions);
+        assert!(!body.to_string().contains("u:p@"), "{body}");
     }
 
     let (status, body) = post_raw(&h, "/api/jobs", "{not json", Some(API_KEY)).await;
     assert_eq!(status, 400);
-    assert_error(&body, "invalidBody", &[]);
+    assert_error(&body, "invalidBody", &["not valid JSON", "line 1"]);
+    let text = valid.to_string();
+    let (status, body) = post_raw(&h, "/api/jobs", &text[..text.len() - 3], Some(API_KEY)).await;
+    assert_eq!(status, 400);
+    assert_error(&body, "invalidBody", &["ends early"]);
+    let (status, body) = post_raw(&h, "/api/jobs", &format!("{text} []"), Some(API_KEY)).await;
+    assert_eq!(status, 400);
+    assert_error(&body, "invalidBody", &["trailing characters"]);
     let (status, body) = post_raw(&h, "/api/jobs", "", Some(API_KEY)).await;
     assert_eq!(status, 400);
     assert_error(&body, "invalidBody", &["empty"]);
@@ -225,7 +263,11 @@ async fn unknown_jobs_routes_and_commands() {
     assert_eq!(status, 404, "{body}");
     let (status, body) = h.get("/api/nothing").await;
     assert_eq!(status, 404);
-    assert_error(&body, "notFound", &["/api/nothing"]);
+    assert_error(
+        &body,
+        "notFound",
+        &["/api/nothing", "/verification", "/recopy"],
+    );
 
     h.insert_source("db", "c", vec![bson::doc! { "_id": 1 }])
         .await;
@@ -233,7 +275,11 @@ async fn unknown_jobs_routes_and_commands() {
     let id = h.create_job(&request).await;
     let (status, body) = h.post(&format!("/api/jobs/{id}/explode"), None).await;
     assert_eq!(status, 404);
-    assert_error(&body, "notFound", &["explode"]);
+    assert_error(
+        &body,
+        "notFound",
+        &["explode", "cutover", "verify", "recopy"],
+    );
 
     // Cutover is refused for offline jobs, whatever their state.
     let (status, body) = h.post(&format!("/api/jobs/{id}/cutover"), None).await;

@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde_json::json;
 use tracing::info;
 
+use super::body::parse_body;
 use super::error::ErrorBody;
 use super::view::{job_detail, job_summary, JobDetail, JobList};
 use super::ApiError;
@@ -68,30 +69,11 @@ pub async fn health(State(engine): State<Engine>) -> Response {
 pub async fn unknown_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
         "no route {}; the API has /api/jobs, /api/jobs/validate, /api/jobs/{{id}}, \
-         /api/jobs/{{id}}/{{command}} and /api/health",
+         /api/jobs/{{id}}/{{command}}, /api/jobs/{{id}}/verification, \
+         /api/jobs/{{id}}/collections/{{index}}/recopy, /api/health, /api/openapi.json and \
+         /api/monitor",
         uri.path()
     ))
-}
-
-/// Parses a JSON body, naming the field at fault.
-pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalidBody",
-            "the request body is empty; send a JSON job definition",
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let place = if path == "." || path.is_empty() {
-            "the request body".to_string()
-        } else {
-            format!("field {path}")
-        };
-        ApiError::bad_request("invalidBody", format!("{place} is invalid: {inner}"))
-    })
 }
 
 /// `POST /api/jobs`.
@@ -297,7 +279,7 @@ pub async fn run_command(
         .filter(|c| *c != Command::Recopy)
         .ok_or_else(|| {
             ApiError::not_found(format!(
-                "unknown command {command_name:?}; use pause, resume, cancel or cutover, or \
+                "unknown command {command_name:?}; use pause, resume, cancel, cutover or verify, or \
                  POST /api/jobs/{{id}}/collections/{{index}}/recopy to copy one collection again"
             ))
         })?;

@@ -3,6 +3,7 @@
 //! outside the API key layer.
 
 mod auth;
+mod body;
 mod error;
 mod jobs;
 mod monitor;

@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::json;
 use tracing::info;
 
-use super::jobs::parse_body;
+use super::body::parse_body;
 use super::ApiError;
 use crate::jobs::{validate_request, JobRequest};
 use crate::preflight::{run_preflight, PreflightContext, PreflightReport};

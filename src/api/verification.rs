@@ -9,7 +9,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use tracing::info;
 
-use super::jobs::{command_rejected, parse_body};
+use super::body::parse_body;
+use super::jobs::command_rejected;
 use super::ApiError;
 use crate::jobs::{transition, Command, VerificationMode};
 use crate::runtime::engine::Engine;

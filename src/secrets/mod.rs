@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - `reference`: [`CredentialRef`], its shape checks and the vault host check.
+//! - `reference_de`: reading a [`CredentialRef`] with errors that name the fix.
 //! - `identity`: the azure_identity credential chosen by settings.
 //! - `http`: the reqwest 0.12 transport for Azure SDK clients.
 //! - `keyvault`: secret reads through azure_security_keyvault_secrets.
@@ -18,6 +19,7 @@ mod identity;
 mod keyvault;
 mod redact;
 mod reference;
+mod reference_de;
 mod resolver;
 
 pub use http::ReqwestTransport;

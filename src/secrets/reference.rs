@@ -1,10 +1,11 @@
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Redacted;
 
 /// The location of a job's connection string. Requests carry only this reference, never the
-/// value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// value. `Deserialize` is written by hand in `reference_de` so that a wrong shape gets an error
+/// that names the fix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum CredentialRef {
     /// An app setting (or environment variable) that contains the connection string.
@@ -31,11 +32,11 @@ pub enum ResolveError {
         "app setting {0} is not set; set it to the connection string, or reference another setting"
     )]
     SettingMissing(String),
-    #[error("invalid setting name {0:?}: use 1 to 256 letters, digits, '_', '.' or '-'")]
+    #[error("invalid setting name {0}: use 1 to 256 letters, digits, '_', '.' or '-'")]
     InvalidSettingName(String),
-    #[error("invalid Key Vault URI {uri:?}: {reason}")]
+    #[error("invalid Key Vault URI {uri}: {reason}")]
     InvalidVaultUri { uri: String, reason: String },
-    #[error("invalid Key Vault secret {field} {value:?}: {reason}")]
+    #[error("invalid Key Vault secret {field} {value}: {reason}")]
     InvalidSecretName {
         field: &'static str,
         value: String,
@@ -47,6 +48,44 @@ pub enum ResolveError {
         secret_name: String,
         reason: String,
     },
+}
+
+/// Longest rejected value an error repeats, in characters.
+const SHOWN_CHARS: usize = 80;
+
+/// Formats a rejected reference value for an error message: quoted and cut short, or withheld
+/// when it looks like it carries a credential, as a connection string pasted into the wrong field
+/// does.
+fn shown(value: &str) -> String {
+    if carries_credential(value) {
+        return "(value not shown: it looks like a connection string or carries a password)".into();
+    }
+    let mut cut: String = value.chars().take(SHOWN_CHARS).collect();
+    if cut.len() < value.len() {
+        cut.push_str("...");
+    }
+    format!("{cut:?}")
+}
+
+/// Returns true for URLs with user info and for text with the key words of connection strings.
+fn carries_credential(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    if let Some(scheme_end) = lower.find("://") {
+        let rest = &lower[scheme_end + 3..];
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return true;
+        }
+    }
+    [
+        "password=",
+        "pwd=",
+        "accountkey=",
+        "sharedaccesskey=",
+        "sig=",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
 }
 
 /// Key Vault host suffixes of the Azure clouds: public, China, US Government, the retired
@@ -73,7 +112,7 @@ impl CredentialRef {
                 if valid {
                     Ok(())
                 } else {
-                    Err(ResolveError::InvalidSettingName(setting.clone()))
+                    Err(ResolveError::InvalidSettingName(shown(setting)))
                 }
             }
             CredentialRef::KeyVault {
@@ -128,7 +167,7 @@ impl CredentialRef {
 /// non-ASCII letters becomes an `xn--` label and fails the suffix or the vault-name check.
 pub fn check_vault_uri(uri: &str) -> Result<url::Url, ResolveError> {
     let invalid = |reason: &str| ResolveError::InvalidVaultUri {
-        uri: uri.to_string(),
+        uri: shown(uri),
         reason: reason.to_string(),
     };
     let parsed = url::Url::parse(uri).map_err(|e| invalid(&format!("not a URI ({e})")))?;
@@ -196,7 +235,7 @@ pub fn check_secret_name(name: &str) -> Result<(), ResolveError> {
     } else {
         Err(ResolveError::InvalidSecretName {
             field: "secretName",
-            value: name.to_string(),
+            value: shown(name),
             reason: "use 1 to 127 letters, digits and hyphens",
         })
     }
@@ -212,7 +251,7 @@ pub fn check_secret_version(version: &str) -> Result<(), ResolveError> {
     } else {
         Err(ResolveError::InvalidSecretName {
             field: "secretVersion",
-            value: version.to_string(),
+            value: shown(version),
             reason: "use the version id the vault shows, letters and digits only",
         })
     }
@@ -221,6 +260,36 @@ pub fn check_secret_version(version: &str) -> Result<(), ResolveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_values_with_credentials_are_not_repeated() {
+        let errors = [
+            CredentialRef::Setting {
+                setting: "mongodb://app:hunter2@db.example:10255/?ssl=true".into(),
+            }
+            .validate()
+            .unwrap_err(),
+            check_vault_uri("https://app:hunter2@myvault.vault.azure.net/").unwrap_err(),
+            check_secret_name("AccountEndpoint=x;AccountKey=hunter2").unwrap_err(),
+        ];
+        for error in errors {
+            let text = error.to_string();
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("value not shown"), "{text}");
+        }
+        let text = check_secret_name(&"x".repeat(200)).unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("\"{}...\"", "x".repeat(80))),
+            "{text}"
+        );
+        let text = check_vault_uri("http://myvault.vault.azure.net/")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("\"http://myvault.vault.azure.net/\""),
+            "{text}"
+        );
+    }
 
     #[test]
     fn vault_uris_of_each_cloud_accepted() {
