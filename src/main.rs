@@ -1,5 +1,7 @@
 //! The `vcore-migrate` binary: reads settings, starts logging, and runs one mode.
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
@@ -62,8 +64,11 @@ fn init_tracing() {
         tracing_subscriber::EnvFilter::new("info,mongodb=warn,tower_http=warn")
     });
     let json = std::env::var(config::LOG_FORMAT).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    // Colour codes only for a person at a terminal: logs sent to a file or a collector stay plain.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -2,6 +2,8 @@
 //!
 //! Run with: `mongo-emulator --port 27017 --personality cosmos-ru`
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use mongo_emulator::{EmulatorOptions, Personality};
 
@@ -41,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
