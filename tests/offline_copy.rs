@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bson::{doc, Bson, Document};
 use common::{ejson, Harness, HarnessOptions, LONG};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Documents whose `_id`s cover every BSON type an `_id` can hold, several per type.
 fn mixed_id_documents() -> Vec<Document> {
@@ -617,6 +617,109 @@ async fn throttled_insert_retries_only_failed() {
     h.stop().await;
 }
 
+/// Turns the `failCommand` fail point on for `command`, failing every call the service's own
+/// clients make with 16500 TooManyRequests, or off. Preflight and the test's clients use other
+/// app names and pass. The reply carries no `RetryAfterMs`, so the service's waits grow from
+/// 100 ms to its 1-second floor. Returns how many calls the previous setting failed.
+async fn throttle_always(client: &mongodb::Client, command: Option<&str>) -> i64 {
+    let setting = match command {
+        Some(command) => doc! {
+            "configureFailPoint": "failCommand",
+            "mode": "alwaysOn",
+            "data": {
+                "failCommands": [command],
+                "errorCode": 16500,
+                "appName": "vcore-migrate"
+            }
+        },
+        None => doc! { "configureFailPoint": "failCommand", "mode": "off" },
+    };
+    let reply = client.database("admin").run_command(setting).await.unwrap();
+    reply.get_i64("count").unwrap()
+}
+
+/// Starts a harness whose tasks outlast a throttle hint, so neither the time budget nor a lost
+/// lease ends a throttled copy task before a pause does.
+async fn start_with_long_tasks() -> Harness {
+    Harness::start_with(HarnessOptions {
+        task_budget_seconds: 600,
+        lease_seconds: 120,
+        ..HarnessOptions::default()
+    })
+    .await
+}
+
+/// Throttles `command` on `client`, creates the job, pauses it once it reads `phase`, and returns
+/// its id and its view once paused.
+async fn pause_while_throttled(
+    h: &Harness,
+    client: &mongodb::Client,
+    command: &str,
+    request: &Value,
+    phase: &str,
+) -> (String, Value) {
+    throttle_always(client, Some(command)).await;
+    let id = h.create_job(request).await;
+    h.wait_for_state(&id, &[phase], LONG).await;
+    // Let the task reach a throttled round trip and its retry wait.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (status, body) = h.post(&format!("/api/jobs/{id}/pause"), None).await;
+    assert_eq!(status, 202, "{body}");
+    // A task that noticed the pause only between round trips would retry for about a minute
+    // (a batch write) or until its time budget (a boundary query), and miss this bound.
+    let paused = h
+        .wait_for_state(&id, &["paused", "failed"], Duration::from_secs(15))
+        .await;
+    assert_eq!(paused["state"], "paused", "{paused:#}");
+    (id, paused)
+}
+
+/// Pauses a job whose copy task is waiting out throttling on `client`'s `command`, then lifts the
+/// throttle, resumes, and checks the copy completes with every document once.
+async fn pause_during_throttling(h: &Harness, client: &mongodb::Client, command: &str) {
+    let docs: Vec<Document> = (0..3000)
+        .map(|i| doc! { "_id": i, "pad": "w".repeat(200) })
+        .collect();
+    h.insert_source("mig", "held", docs).await;
+    let request = h.job_request(
+        "held",
+        &[("mig", "held")],
+        json!({ "chunkDocuments": 3000, "batchSize": 100, "maxParallelChunks": 1 }),
+    );
+    // Planning sends neither command, so the throttle holds up only the copy task.
+    let (id, paused) = pause_while_throttled(h, client, command, &request, "copying").await;
+    assert_eq!(paused["collections"][0]["chunksFailed"], 0, "{paused:#}");
+    assert_eq!(
+        paused["collections"][0]["lastError"],
+        Value::Null,
+        "{paused:#}"
+    );
+
+    throttle_always(client, None).await;
+    let (status, body) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["collections"][0]["documentsCopied"], 3000, "{job:#}");
+    h.assert_identical("mig", "held").await;
+    assert_eq!(h.target_count("mig", "held").await, 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pause_interrupts_throttled_write() {
+    let h = start_with_long_tasks().await;
+    pause_during_throttling(&h, &h.target_client.clone(), "insert").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pause_during_throttled_reads() {
+    let h = start_with_long_tasks().await;
+    pause_during_throttling(&h, &h.source_client.clone(), "getMore").await;
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn renamed_target_namespace() {
     let h = Harness::start().await;
@@ -876,6 +979,45 @@ async fn pause_stops_planning_reads() {
     assert_eq!(job["state"], "completed", "{job:#}");
     assert_eq!(job["collections"][0]["chunksTotal"], 16, "{job:#}");
     h.assert_identical("mig", "paused").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pause_interrupts_throttled_planning() {
+    let h = start_with_long_tasks().await;
+    h.insert_source(
+        "mig",
+        "unplanned",
+        (0..2000)
+            .map(|i| doc! { "_id": i, "pad": "q".repeat(100) })
+            .collect(),
+    )
+    .await;
+    // The planner's boundary queries are finds, so planning retries its first one until the
+    // task's 600-second budget runs out unless the pause ends the wait.
+    let request = h.job_request(
+        "unplanned",
+        &[("mig", "unplanned")],
+        json!({ "chunkDocuments": 500 }),
+    );
+    let (id, paused) =
+        pause_while_throttled(&h, &h.source_client, "find", &request, "planning").await;
+    assert_eq!(paused["collections"][0]["chunksTotal"], 0, "{paused:#}");
+    // The job reads paused once no chunk runs, so the planner's own stop shows only in the
+    // source: it must send no more finds. Its retries would come at least once a second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = throttle_always(&h.source_client, Some("find")).await;
+    assert!(before > 0, "the planner's finds were never throttled");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let while_paused = throttle_always(&h.source_client, None).await;
+    assert_eq!(while_paused, 0, "planning went on reading while paused");
+
+    let (status, body) = h.post(&format!("/api/jobs/{id}/resume"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let job = h.wait_for_state(&id, &["completed", "failed"], LONG).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["collections"][0]["chunksTotal"], 4, "{job:#}");
+    h.assert_identical("mig", "unplanned").await;
     h.stop().await;
 }
 

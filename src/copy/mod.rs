@@ -5,6 +5,7 @@ pub mod planner;
 pub mod range;
 pub mod reader;
 pub mod task;
+mod watch;
 pub mod writer;
 
 use base64::Engine as _;

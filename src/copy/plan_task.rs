@@ -10,6 +10,7 @@ use tracing::{info, warn, Instrument};
 
 use super::planner::{plan_chunks, PlanCursor, PlanProgress, PlannedChunk};
 use super::range::ChunkRange;
+use super::watch::JobWatcher;
 use super::{encode_document, task::CopyError};
 use crate::jobs::model::ExistingTarget;
 use crate::jobs::{JobState, Mode, SourceKind};
@@ -43,6 +44,10 @@ async fn plan_job(
         Err(reason) => return Ok(TaskOutcome::Dropped(reason)),
     };
     let _lease = PlanLeaseKeeper::start(engine, &task.job_id, &message.id);
+    let bounds = PlanBounds {
+        deadline,
+        watcher: JobWatcher::start(engine, &task.job_id, plans),
+    };
     let request = job.value.request.clone();
 
     let (source, target) = engine
@@ -80,7 +85,7 @@ async fn plan_job(
             &job.value.request,
             source_kind,
             collection,
-            deadline,
+            &bounds,
         )
         .instrument(tracing::info_span!("collection", collection = %namespace))
         .await?
@@ -138,15 +143,18 @@ enum PlanStep {
     Stopped,
 }
 
-/// Returns whether the job is in a state that plans: not pausing, paused, cancelling or ended.
-async fn job_plans(engine: &Engine, job_id: &str) -> Result<bool, CopyError> {
-    let Some(job) = engine.store.job(job_id).await? else {
-        return Ok(false);
-    };
-    Ok(matches!(
-        job.value.state,
+/// Returns whether a job in `state` plans: it is not pausing, paused, cancelling or ended.
+fn plans(state: JobState) -> bool {
+    matches!(
+        state,
         JobState::Queued | JobState::Planning | JobState::Copying
-    ))
+    )
+}
+
+/// The limits of one plan task: its time budget, and the job leaving the states that plan.
+struct PlanBounds {
+    deadline: Instant,
+    watcher: JobWatcher,
 }
 
 async fn plan_collection(
@@ -156,7 +164,7 @@ async fn plan_collection(
     request: &crate::jobs::JobRequest,
     source_kind: SourceKind,
     mut collection: Versioned<CollectionRecord>,
-    deadline: Instant,
+    bounds: &PlanBounds,
 ) -> Result<PlanStep, CopyError> {
     let src = collection.value.source.clone();
     let dst = collection.value.target.clone();
@@ -252,26 +260,20 @@ async fn plan_collection(
     // The callback saves the collection row after each chunk; a mutex (never held across an
     // await) lets it replace the row with the newer ETag.
     let collection_cell = std::sync::Mutex::new(collection);
-    // Set after a chunk when the job is pausing or cancelling, so planning stops reading the
-    // source as the copy does.
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    // A pause or cancel stops planning between chunks or during a source query, so planning
+    // stops reading the source as the copy does.
     let progress = plan_chunks(
         &source_ids,
         request.options.chunk_documents,
         resume,
-        deadline,
-        || stop.load(std::sync::atomic::Ordering::Relaxed),
+        bounds.deadline,
+        bounds.watcher.stopped(),
         |chunk: PlannedChunk| {
             let collection_cell = &collection_cell;
-            let stop = &stop;
             async move {
                 let snapshot = lock(collection_cell).clone();
-                let job_id = snapshot.value.job_id.clone();
                 let saved = store_chunk(engine_ref, snapshot, chunk).await?;
                 *lock(collection_cell) = saved;
-                if !job_plans(engine_ref, &job_id).await? {
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
                 Ok::<(), CopyError>(())
             }
         },
@@ -285,7 +287,7 @@ async fn plan_collection(
         PlanProgress::Suspended(cursor) => {
             collection.value.plan_checkpoint = Some(cursor.encode());
             save_collection(engine, &mut collection).await?;
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if bounds.watcher.stop_requested() {
                 Ok(PlanStep::Stopped)
             } else {
                 Ok(PlanStep::OutOfTime)

@@ -116,14 +116,14 @@ const MAX_TRANSIENT_RETRIES: u32 = 8;
 
 /// Plans chunks of `chunk_documents` from `resume` on (from the start when `None`) and hands
 /// each one to `on_chunk`, in `_id` order. Stops at `deadline`, after a chunk or while a
-/// throttled query waits, or after a chunk once `stop` returns true, and returns where to
-/// continue.
+/// throttled query waits, or as soon as `stop` completes unless `on_chunk` is running, and
+/// returns where to continue.
 pub async fn plan_chunks<F, Fut, E>(
     source: &Collection<Document>,
     chunk_documents: u64,
     resume: Option<PlanCursor>,
     deadline: Instant,
-    stop: impl Fn() -> bool,
+    stop: impl std::future::Future<Output = ()>,
     mut on_chunk: F,
 ) -> Result<PlanProgress, E>
 where
@@ -134,9 +134,16 @@ where
     let source = source.clone_with_type::<RawDocumentBuf>();
     let chunk_documents = chunk_documents.max(1);
     let mut cursor = resume.unwrap_or_else(PlanCursor::start);
+    let mut stop = std::pin::pin!(stop);
     loop {
-        let Some(Step { chunk, next }) = step(&source, chunk_documents, &cursor, deadline).await?
-        else {
+        // A step only reads, so dropping it when the stop comes loses nothing: the cursor still
+        // points after the last chunk handed out.
+        let step = tokio::select! {
+            biased;
+            () = &mut stop => return Ok(PlanProgress::Suspended(cursor)),
+            step = step(&source, chunk_documents, &cursor, deadline) => step?,
+        };
+        let Some(Step { chunk, next }) = step else {
             return Ok(PlanProgress::Suspended(cursor));
         };
         if let Some(chunk) = chunk {
@@ -146,7 +153,7 @@ where
             return Ok(PlanProgress::Finished);
         };
         cursor = next;
-        if Instant::now() >= deadline || stop() {
+        if Instant::now() >= deadline {
             return Ok(PlanProgress::Suspended(cursor));
         }
     }

@@ -6,8 +6,6 @@
 //! message. The chunk row names the queue message that owns it; a duplicate message finds the
 //! chunk owned by another live message and is dropped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::RawDocumentBuf;
@@ -16,6 +14,7 @@ use tracing::{info, warn, Instrument};
 
 use super::range::ChunkRange;
 use super::reader::spawn_reader;
+use super::watch::JobWatcher;
 use super::writer::{write_batch, WriteError};
 use super::{decode_document, decode_value, encode_value};
 use crate::jobs::JobState;
@@ -26,8 +25,6 @@ use crate::state::{ChunkRecord, ChunkState, StoreError, Versioned};
 
 /// Interval between checkpoint saves of a running copy; each save also renews its lease.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// How often a running copy task's watcher reads the job row to see a pause or cancel.
-const JOB_STATE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A copy task that could not finish; the message is retried by the queue.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +120,7 @@ async fn copy_chunk(
     let deadline = started + engine.settings.task_time_budget;
     let mut batches = spawn_reader(source, range, checkpoint, options.batch_size);
     let mut last_save = Instant::now();
-    let watcher = JobStateWatcher::start(engine, &task.job_id);
+    let watcher = JobWatcher::start(engine, &task.job_id, copies);
     let mut throttled = 0u32;
     let mut copied = 0u64;
 
@@ -132,13 +129,25 @@ async fn copy_chunk(
         "copy task started"
     );
     loop {
-        let Some(batch) = batches.recv().await else {
+        // A pause or cancel also ends a wait on a throttled read or write. The batch in hand is
+        // then not checkpointed, so the resumed task writes it again and finds the duplicates.
+        let batch = tokio::select! {
+            biased;
+            batch = batches.recv() => batch,
+            () = watcher.stopped() => return stop_for_job_state(engine, &mut chunk).await,
+        };
+        let Some(batch) = batch else {
             break;
         };
         let batch = batch.map_err(|e| CopyError::Copy(e.0))?;
         throttled += batch.throttled;
         let count = batch.docs.len() as u64;
-        let outcome = match write_batch(&target, batch.docs, deadline).await {
+        let written = tokio::select! {
+            biased;
+            written = write_batch(&target, batch.docs, deadline) => written,
+            () = watcher.stopped() => return stop_for_job_state(engine, &mut chunk).await,
+        };
+        let outcome = match written {
             Ok(outcome) => outcome,
             Err(WriteError::DeadlineReached) => {
                 // Nothing of this batch is checkpointed; the continuation writes it again and
@@ -254,67 +263,19 @@ async fn claim(
     }
 }
 
-/// Reads the job row in the background while a chunk is copied, so the copy loop learns of a
-/// pause or cancel without a Table Storage round trip between its batches.
-struct JobStateWatcher {
-    stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-impl JobStateWatcher {
-    fn start(engine: &Engine, job_id: &str) -> JobStateWatcher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let engine = engine.clone();
-        let job_id = job_id.to_string();
-        let handle = tokio::spawn(
-            async move {
-                let mut failing = false;
-                loop {
-                    tokio::time::sleep(JOB_STATE_INTERVAL).await;
-                    match job_is_copying(&engine, &job_id).await {
-                        Ok(true) => failing = false,
-                        Ok(false) => {
-                            flag.store(true, Ordering::Relaxed);
-                            return;
-                        }
-                        // The copy goes on, because the next read may succeed. If the store is
-                        // gone for good, the chunk's own checkpoint saves fail. One warning per
-                        // run of failures keeps the log readable.
-                        Err(e) if !failing => {
-                            failing = true;
-                            warn!(error = %e, "reading the job state failed; retrying");
-                        }
-                        Err(_) => {}
-                    }
-                }
-            }
-            .in_current_span(),
-        );
-        JobStateWatcher { stop, handle }
-    }
-
-    fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for JobStateWatcher {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
-
 /// Returns whether the job lets chunks be copied now: while planning or copying, or during an
 /// online job's cutover. A cutover copies again the chunks that its failed verification found.
 async fn job_is_copying(engine: &Engine, job_id: &str) -> Result<bool, CopyError> {
     let job = engine.store.job(job_id).await?;
-    Ok(job.is_some_and(|j| {
-        matches!(
-            j.value.state,
-            JobState::Planning | JobState::Copying | JobState::CuttingOver
-        )
-    }))
+    Ok(job.is_some_and(|j| copies(j.value.state)))
+}
+
+/// Returns whether a job in `state` copies chunks.
+fn copies(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Planning | JobState::Copying | JobState::CuttingOver
+    )
 }
 
 /// Saves the chunk row with its ETag and renews the lease. A conflict means another task took

@@ -102,7 +102,7 @@ async fn plan_all(collection: &Collection<Document>, chunk_documents: u64) -> Ve
         chunk_documents,
         None,
         far,
-        || false,
+        std::future::pending(),
         |chunk| {
             chunks.push(chunk);
             async { Ok::<(), mongodb::error::Error>(()) }
@@ -237,7 +237,7 @@ async fn suspended_plan_resumes_identically() {
                 4,
                 resume.take(),
                 Instant::now(),
-                || false,
+                std::future::pending(),
                 |chunk| {
                     pieces.push(chunk);
                     async { Ok::<(), mongodb::error::Error>(()) }
@@ -274,7 +274,7 @@ async fn empty_bracket_resume_moves_on() {
             4,
             Some(resume),
             far,
-            || false,
+            std::future::pending(),
             |chunk| {
                 chunks.push(chunk);
                 async { Ok::<(), mongodb::error::Error>(()) }
@@ -371,7 +371,7 @@ async fn endless_throttling_suspends_at_the_deadline() {
         4,
         None,
         deadline,
-        || false,
+        std::future::pending(),
         |_| async { Ok::<(), mongodb::error::Error>(()) },
     )
     .await
