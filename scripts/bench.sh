@@ -14,10 +14,8 @@ cargo build --release -p vcore-migrate -p mongo-emulator -p vcore-migrate-bench
 source scripts/azurite-env.sh
 export VCM_BENCH_STORAGE="$AZURITE_CONNECTION_STRING"
 
-# cargo metadata reports the target directory, including CARGO_TARGET_DIR and a target-dir
-# set in .cargo/config.toml.
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-target_dir=${target_dir:-${CARGO_TARGET_DIR:-target}}
+# shellcheck source=scripts/target-dir.sh
+source scripts/target-dir.sh
+target_dir=$(cargo_target_dir "$PWD")
 
 "$target_dir/release/bench-copy" --bin-dir "$target_dir/release" "$@"

@@ -35,11 +35,9 @@ for tool in zip file; do
 done
 
 if [ -z "$binary" ]; then
-    # cargo metadata reports the target directory, including CARGO_TARGET_DIR and a target-dir
-    # set in .cargo/config.toml.
-    target_dir=$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps |
-        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-    target_dir=${target_dir:-${CARGO_TARGET_DIR:-$repo_root/target}}
+    # shellcheck source=scripts/target-dir.sh
+    source "$repo_root/scripts/target-dir.sh"
+    target_dir=$(cargo_target_dir "$repo_root")
     # --target keeps these flags away from build scripts and proc macros, which
     # must stay dynamically linked because cargo loads them into rustc.
     echo "package.sh: building the static release binary (target dir $target_dir)" >&2
