@@ -53,7 +53,7 @@ export AZURITE_BLOB_PORT="$blob_port" AZURITE_QUEUE_PORT="$queue_port" AZURITE_T
 
 stop_azurite() {
     local status=$?
-    scripts/azurite.sh stop >&2 || echo "warning: stopping Azurite failed; run scripts/azurite.sh stop" >&2
+    scripts/azurite.sh stop >&2 || echo "warning: stopping Azurite failed; run AZURITE_INSTANCE=$AZURITE_INSTANCE scripts/azurite.sh stop" >&2
     exit "$status"
 }
 trap stop_azurite EXIT

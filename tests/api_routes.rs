@@ -268,6 +268,16 @@ async fn unknown_jobs_routes_and_commands() {
         "notFound",
         &["/api/nothing", "/verification", "/recopy"],
     );
+    let response = h
+        .http
+        .put(format!("{}/api/jobs", h.base_url))
+        .header("x-api-key", API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_error(&body, "methodNotAllowed", &["PUT", "/api/jobs", "openapi"]);
 
     h.insert_source("db", "c", vec![bson::doc! { "_id": 1 }])
         .await;

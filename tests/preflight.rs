@@ -264,6 +264,37 @@ async fn silent_server_names_firewall_and_ip() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_port_names_host_and_port() {
+    let h = Harness::start_with(HarnessOptions {
+        settings: vec![("VCM_PREFLIGHT_TIMEOUT_SECONDS".into(), "2".into())],
+        ..HarnessOptions::default()
+    })
+    .await;
+    // A port that was free a moment ago: nothing listens on it once the listener is dropped.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut request = h.job_request("refused", &[("mig", "c")], json!({}));
+    request["source"] = setting_with(&format!(
+        "mongodb://127.0.0.1:{port}/?directConnection=true"
+    ));
+
+    let report = validate(&h, &request).await;
+
+    assert_eq!(status_of(&report, "source.reachable"), "failed");
+    let message = message_of(&report, "source.reachable");
+    assert!(message.contains("refused the connection"), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(message.contains("host name and port"), "{message}");
+    assert!(!message.contains("firewall"), "{message}");
+    assert!(!message.contains("Topology"), "{message}");
+    h.stop().await;
+}
+
 /// Answers every OP_MSG with a hello reply that reports `max_wire_version`.
 async fn old_server(max_wire_version: i32) -> (u16, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

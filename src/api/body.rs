@@ -83,23 +83,26 @@ fn missing_field(detail: &str) -> Option<&str> {
 
 /// Replaces Rust type names in serde's "expected ..." with the JSON kinds they accept.
 fn plain_kinds(detail: &str) -> String {
+    const NUMBER: &str = "expected a whole number, not in quotes";
     const KINDS: &[(&str, &str)] = &[
-        ("expected u8", "expected a whole number from 0 to 255"),
-        ("expected u16", "expected a whole number from 0 to 65535"),
-        (
-            "expected u32",
-            "expected a whole number from 0 to 4294967295",
-        ),
-        ("expected u64", "expected a whole number of 0 or more"),
-        ("expected usize", "expected a whole number of 0 or more"),
-        ("expected i32", "expected a whole number"),
-        ("expected i64", "expected a whole number"),
-        ("expected f64", "expected a number"),
+        ("expected u8", NUMBER),
+        ("expected u16", NUMBER),
+        ("expected u32", NUMBER),
+        ("expected u64", NUMBER),
+        ("expected usize", NUMBER),
+        ("expected i32", NUMBER),
+        ("expected i64", NUMBER),
+        ("expected f64", "expected a number, not in quotes"),
+        ("expected a sequence", "expected a JSON array"),
     ];
     for (rust, json) in KINDS {
         if let Some(rest) = detail.strip_suffix(rust) {
             return format!("{rest}{json}");
         }
+    }
+    // serde names the Rust struct that a JSON object maps to, which means nothing to a caller.
+    if let Some(at) = detail.rfind("expected struct ") {
+        return format!("{}expected a JSON object", &detail[..at]);
     }
     detail.to_string()
 }
@@ -154,12 +157,16 @@ mod tests {
         let text = message(r#"{"name": "a", "options": {"batchSize": "big"}}"#);
         assert!(text.contains("field options.batchSize"), "{text}");
         assert!(
-            text.contains("expected a whole number from 0 to 4294967295"),
+            text.contains("expected a whole number, not in quotes"),
             "{text}"
         );
         assert!(!text.contains("u32"), "{text}");
         let text = message(r#"{"name": "a", "options": {"batchSize": -1}}"#);
         assert!(text.contains("integer `-1`"), "{text}");
+        let text = message(r#"{"name": "a", "options": "fast"}"#);
+        assert!(text.contains("field options"), "{text}");
+        assert!(text.contains("expected a JSON object"), "{text}");
+        assert!(!text.contains("struct"), "{text}");
     }
 
     #[test]

@@ -76,6 +76,18 @@ pub async fn unknown_route(uri: axum::http::Uri) -> ApiError {
     ))
 }
 
+/// Rejects a method that a known route does not serve, with the API's error shape.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "methodNotAllowed",
+        format!(
+            "{method} is not allowed on {}; GET /api/openapi.json lists each route's methods",
+            uri.path()
+        ),
+    )
+}
+
 /// `POST /api/jobs`.
 #[utoipa::path(
     post,

@@ -45,7 +45,8 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
             "/api/jobs/{id}/collections/{index}/recopy",
             post(jobs::recopy_collection),
         )
-        .fallback(jobs::unknown_route);
+        .fallback(jobs::unknown_route)
+        .method_not_allowed_fallback(jobs::method_not_allowed);
 
     let api = match mount {
         Mount::Standalone => api.layer(axum::middleware::from_fn_with_state(

@@ -285,6 +285,14 @@ fn hosts(options: &ClientOptions) -> String {
 /// Advice for a server that did not answer: most often a firewall that does not admit the
 /// service's outbound address.
 fn unreachable_message(hosts: &str, context: &PreflightContext, detail: &str) -> String {
+    // A refused connection means the host is up and nothing listens on the port, so the
+    // firewall advice and the driver's topology dump would only mislead.
+    if detail.contains("Connection refused") {
+        return format!(
+            "{hosts} refused the connection, so nothing listens on that port; check the host \
+             name and port in the connection string"
+        );
+    }
     let allow = match &context.outbound_ip {
         Some(ip) => format!(
             "allow the service's outbound IP address {ip} ({}) in the server's firewall",

@@ -32,7 +32,10 @@ pub enum ResolveError {
         "app setting {0} is not set; set it to the connection string, or reference another setting"
     )]
     SettingMissing(String),
-    #[error("invalid setting name {0}: use 1 to 256 letters, digits, '_', '.' or '-'")]
+    #[error(
+        "invalid setting name {0}: name an app setting with 1 to 256 letters, digits, '_', '.' or \
+         '-', and put the connection string in that setting"
+    )]
     InvalidSettingName(String),
     #[error("invalid Key Vault URI {uri}: {reason}")]
     InvalidVaultUri { uri: String, reason: String },
