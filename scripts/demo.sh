@@ -63,6 +63,6 @@ trap 'exit 129' HUP
 
 scripts/azurite.sh start >&2
 
-echo "building the demo (release mode; the first build takes several minutes)" >&2
-cargo build --quiet --release -p vcore-migrate-demo
+echo "building the demo in release mode; a first build takes 5 to 20 minutes on 2 cores, with cargo's progress below" >&2
+cargo build --release -p vcore-migrate-demo
 cargo run --quiet --release -p vcore-migrate-demo -- --data-dir "$data_dir" "$@"
