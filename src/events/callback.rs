@@ -109,7 +109,40 @@ fn check_ipv6(ip: Ipv6Addr, policy: AddressPolicy) -> Result<(), &'static str> {
         // Deprecated IPv4-compatible form (::a.b.c.d).
         return check_ipv4(v4, policy);
     }
+    if let Some(v4) = embedded_ipv4(ip) {
+        return check_ipv4(v4, policy);
+    }
+    let segments = ip.segments();
+    // Teredo (2001::/32) and local-use NAT64 (64:ff9b:1::/48) tunnel to IPv4 addresses that are
+    // not checked here, and no callback receiver needs them.
+    if segments[0] == 0x2001 && segments[1] == 0 {
+        return Err("a Teredo tunnel address");
+    }
+    if segments[0] == 0x64 && segments[1] == 0xff9b && segments[2] == 1 {
+        return Err("a local-use NAT64 address");
+    }
     Ok(())
+}
+
+/// Returns the IPv4 address that an IPv6 translation or tunnel form reaches: NAT64's well-known
+/// prefix (64:ff9b::/96), 6to4 (2002::/16), and IPv4-translated addresses (::ffff:0:a.b.c.d).
+fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let from = |high: u16, low: u16| {
+        let [a, b] = high.to_be_bytes();
+        let [c, d] = low.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
+        return Some(from(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return Some(from(s[1], s[2]));
+    }
+    if s[..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0 {
+        return Some(from(s[6], s[7]));
+    }
+    None
 }
 
 /// Checks a callback URL's form: `https` (or `http` to a loopback host when the policy allows
@@ -232,6 +265,13 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2002:0a00:0001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "::ffff:0:a9fe:a9fe",
         ];
         for case in cases {
             assert!(check_ip(ip(case), STRICT).is_err(), "{case} was accepted");
@@ -246,6 +286,8 @@ mod tests {
             "172.32.0.1",
             "100.128.0.1",
             "2001:db8::1",
+            "64:ff9b::1432:201",
+            "2002:1432:201::1",
         ] {
             assert_eq!(check_ip(ip(case), STRICT), Ok(()), "{case}");
         }
