@@ -143,12 +143,12 @@ async fn create_job_validation_errors() {
         (
             {
                 let mut r = valid.clone();
-                r["source"] = json!({ "setting": "VCM_TEST_NOT_SET_ANYWHERE" });
+                r["source"] = json!({ "setting": "MIGRATION_TEST_NOT_SET_ANYWHERE" });
                 r
             },
             400,
             "invalidSource",
-            vec!["VCM_TEST_NOT_SET_ANYWHERE"],
+            vec!["MIGRATION_TEST_NOT_SET_ANYWHERE"],
         ),
         (
             {
@@ -214,6 +214,63 @@ async fn create_job_validation_errors() {
     let (status, body) = post_raw(&h, "/api/jobs", "", Some(API_KEY)).await;
     assert_eq!(status, 400);
     assert_error(&body, "invalidBody", &["empty"]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_never_repeat_passwords() {
+    let h = Harness::start().await;
+    let valid = h.job_request("secretive", &[("db", "c")], json!({}));
+    const URI: &str = "mongodb://app:hunter2@db.example:10255/?ssl=true";
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        ("mode", Box::new(|r| r["mode"] = json!(URI))),
+        ("options", Box::new(|r| r["options"] = json!(URI))),
+        (
+            "batchSize",
+            Box::new(|r| r["options"]["batchSize"] = json!(URI)),
+        ),
+        (
+            "sourceKind",
+            Box::new(|r| r["options"]["sourceKind"] = json!(URI)),
+        ),
+        ("unknown key", Box::new(|r| r[URI] = json!(1))),
+        ("collections", Box::new(|r| r["collections"] = json!(URI))),
+        (
+            "collection entry",
+            Box::new(|r| r["collections"][0] = json!(URI)),
+        ),
+        (
+            "targetDatabase",
+            Box::new(|r| r["collections"][0]["targetDatabase"] = json!(URI)),
+        ),
+        ("name", Box::new(|r| r["name"] = json!(format!(" {URI}")))),
+        (
+            "callbackUrl",
+            Box::new(|r| r["options"]["callbackUrl"] = json!("https://hook:hunter2@[::1/")),
+        ),
+        (
+            "vaultUri",
+            Box::new(|r| {
+                r["target"] =
+                    json!({ "vaultUri": "https://app:hunter2@evil.example/", "secretName": "s" })
+            }),
+        ),
+        (
+            "setting without scheme",
+            Box::new(|r| r["source"] = json!({ "setting": "app:hunter2@127.0.0.1" })),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut request = valid.clone();
+        edit(&mut request);
+        let (status, body) = h.post("/api/jobs", Some(&request)).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert!(!body.to_string().contains("hunter2"), "{what}: {body}");
+    }
+    let (status, body) = post_raw(&h, "/api/jobs", &format!("{URI:?}"), Some(API_KEY)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.to_string().contains("hunter2"), "{body}");
     h.stop().await;
 }
 

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// Stores `value` in a new environment variable and returns a setting reference to it.
 fn setting_with(value: &str) -> Value {
     let name = format!(
-        "VCM_TEST_PREFLIGHT_{}",
+        "MIGRATION_TEST_PREFLIGHT_{}",
         uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase()
     );
     std::env::set_var(&name, value);

@@ -17,8 +17,8 @@ use vcore_migrate::jobs::Mode;
 use vcore_migrate_demo::stack::{AzuritePorts, EmulatorPlan};
 
 /// Names of the environment variables that the job's `{ "setting": NAME }` references point to.
-const SOURCE_SETTING: &str = "VCM_DEMO_SOURCE_CONNECTION";
-const TARGET_SETTING: &str = "VCM_DEMO_TARGET_CONNECTION";
+const SOURCE_SETTING: &str = "DEMO_SOURCE_CONNECTION";
+const TARGET_SETTING: &str = "DEMO_TARGET_CONNECTION";
 
 /// The kind of job the demo runs.
 #[derive(Clone, Copy, Debug, ValueEnum)]

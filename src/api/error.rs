@@ -69,9 +69,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Messages may quote what the caller sent, and a caller may send a connection string
+        // in any field. No response repeats its password, whatever the branch that built it.
+        let message = crate::secrets::redact_connection_string(&self.message);
         let body = ErrorBody {
             code: self.code,
-            message: &self.message,
+            message: &message,
             details: self.details.as_ref(),
         };
         (self.status, Json(body)).into_response()

@@ -13,6 +13,10 @@ use crate::jobs::Namespace;
 /// The requested shard key as the job stores it: `{ "<field>": "hashed" }`.
 pub type ShardKeySpec = serde_json::Map<String, serde_json::Value>;
 
+/// Maximum length of a shard key field path, in bytes. The bound is this service's choice, far
+/// above any real field path, and keeps the job's stored definition small.
+const MAX_FIELD_BYTES: usize = 1024;
+
 /// Returns the field of a valid shard key, or a message that explains the fix.
 pub fn shard_field(key: &ShardKeySpec) -> Result<&str, String> {
     let mut fields = key.iter();
@@ -27,6 +31,12 @@ pub fn shard_field(key: &ShardKeySpec) -> Result<&str, String> {
         return Err(format!(
             "shard key field {field:?} is not a valid field path; use a field name that does not \
              start with $"
+        ));
+    }
+    if field.len() > MAX_FIELD_BYTES {
+        return Err(format!(
+            "the shard key field is {} bytes; use a field path of at most {MAX_FIELD_BYTES} bytes",
+            field.len()
         ));
     }
     if kind.as_str() != Some("hashed") {

@@ -27,6 +27,7 @@ const MAX_COLLECTIONS: usize = 1_000;
 /// Checks a parsed request; name uniqueness is checked by the store.
 pub fn validate_request(request: &JobRequest) -> Result<(), FieldError> {
     validate_name(&request.name)?;
+    check_stored_size(request)?;
     request
         .source
         .validate()
@@ -176,6 +177,28 @@ fn validate_collection(i: usize, spec: &CollectionSpec) -> Result<(), FieldError
                 format!("collections[{i}].targetShardKey: {message}"),
             )
         })?;
+    }
+    Ok(())
+}
+
+/// Largest job definition, in bytes of JSON, that the job's Table row accepts with room for its
+/// progress fields. An entity is at most 1 MiB, and Table Storage counts a string's
+/// characters as two bytes each.
+const MAX_REQUEST_JSON_BYTES: usize = 400 * 1024;
+
+/// Rejects a definition too large for the job's Table row, before anything is stored.
+fn check_stored_size(request: &JobRequest) -> Result<(), FieldError> {
+    let size = serde_json::to_vec(request).map_or(0, |json| json.len());
+    if size > MAX_REQUEST_JSON_BYTES {
+        return Err(FieldError::new(
+            "requestTooLarge",
+            format!(
+                "the job definition is {} KiB of JSON, over the {} KiB a job can store; split \
+                 the collections across several jobs, or shorten long names",
+                size.div_ceil(1024),
+                MAX_REQUEST_JSON_BYTES / 1024
+            ),
+        ));
     }
     Ok(())
 }
@@ -339,6 +362,29 @@ mod tests {
         let err = validate_request(&r).unwrap_err();
         assert_eq!(err.code, "invalidShardKey");
         assert!(err.message.contains("collections[0].targetShardKey"));
+        let long = format!(r#"{{"{}":"hashed"}}"#, "f".repeat(2000));
+        r.collections[0].target_shard_key = Some(serde_json::from_str(&long).unwrap());
+        let err = validate_request(&r).unwrap_err();
+        assert_eq!(err.code, "invalidShardKey");
+        assert!(err.message.contains("2000 bytes"), "{}", err.message);
+    }
+
+    #[test]
+    fn oversized_definition_rejected() {
+        let mut r = request();
+        let spec = r.collections[0].clone();
+        r.collections = (0..1000)
+            .map(|i| {
+                let mut spec = spec.clone();
+                spec.collection = format!("{}{i}", "c".repeat(180));
+                spec.target_database = Some("d".repeat(63));
+                spec.target_collection = Some(format!("{}{i}", "t".repeat(180)));
+                spec
+            })
+            .collect();
+        let err = validate_request(&r).unwrap_err();
+        assert_eq!(err.code, "requestTooLarge");
+        assert!(err.message.contains("several jobs"), "{}", err.message);
     }
 
     #[test]

@@ -133,6 +133,17 @@ pub async fn client_options(
     reference: &CredentialRef,
     uri: &Redacted<String>,
 ) -> Result<ClientOptions, ConnectError> {
+    let text = uri.expose().trim_start();
+    if !(text.starts_with("mongodb://") || text.starts_with("mongodb+srv://")) {
+        // The driver's message quotes the start of the value, which may be another service's
+        // secret, such as a storage connection string.
+        return Err(ConnectError::Invalid {
+            reference: describe_reference(reference),
+            reason: "the value is not a MongoDB connection string; it must start with mongodb:// \
+                     or mongodb+srv://"
+                .into(),
+        });
+    }
     let mut options = ClientOptions::parse(uri.expose().as_str())
         .await
         .map_err(|e| ConnectError::Invalid {

@@ -28,40 +28,41 @@ impl<T> fmt::Display for Redacted<T> {
     }
 }
 
-/// Replaces the user-info part of a MongoDB connection string (`user:password@`) and any
-/// `password=`-style option with `***`, for text that must mention a URI.
+/// Replaces the user-info part (`user:password@`) of every URL in `text`, MongoDB connection
+/// strings included, and the value of any `password=`-style option with `***`, for text that
+/// may quote a URI.
 pub fn redact_connection_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find("mongodb") {
-        out.push_str(&rest[..start]);
-        let candidate = &rest[start..];
-        let Some(scheme_end) = candidate.find("://") else {
-            out.push_str(candidate);
-            return out;
-        };
-        let after_scheme = &candidate[scheme_end + 3..];
-        // The authority ends at the first '/', '?' or whitespace; user info ends at its last '@'.
-        let authority_len = after_scheme
-            .find(|c: char| c == '/' || c == '?' || c.is_whitespace())
-            .unwrap_or(after_scheme.len());
-        let authority = &after_scheme[..authority_len];
-        out.push_str(&candidate[..scheme_end + 3]);
-        match authority.rfind('@') {
-            Some(at) => {
-                out.push_str("***@");
-                out.push_str(&authority[at + 1..]);
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // User info ends at the last '@' before the URL ends. Searching to the end of the word,
+        // not to the first '/', also covers a password with an unencoded '/'.
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`'))
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(user_info_end) => {
+                out.push_str("***");
+                rest = &tail[user_info_end..];
             }
-            None => out.push_str(authority),
+            None => rest = tail,
         }
-        rest = &after_scheme[authority_len..];
     }
     out.push_str(rest);
     redact_key_values(&out)
 }
 
 fn redact_key_values(text: &str) -> String {
-    const KEYS: [&str; 4] = ["password=", "accountkey=", "sharedaccesssignature=", "sig="];
+    const KEYS: [&str; 6] = [
+        "password=",
+        "pwd=",
+        "accountkey=",
+        "sharedaccesskey=",
+        "sharedaccesssignature=",
+        "sig=",
+    ];
     let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -149,6 +150,20 @@ mod tests {
             redacted,
             "failed to reach mongodb://***@127.0.0.1:27017/?tls=false now"
         );
+    }
+
+    #[test]
+    fn user_info_of_any_url_is_removed() {
+        let text = "bad: https://hook:PW1@[::1/ and \"postgres://u:pa/ss@db:5432/x\" or mongodb://a:PW2@h1,h2/";
+        let redacted = redact_connection_string(text);
+        for secret in ["PW1", "pa/ss", "PW2"] {
+            assert!(!redacted.contains(secret), "{redacted}");
+        }
+        assert!(redacted.contains("https://***@[::1/"), "{redacted}");
+        assert!(redacted.contains("postgres://***@db:5432/x"), "{redacted}");
+        assert!(redacted.contains("mongodb://***@h1,h2/"), "{redacted}");
+        let plain = "see https://myvault.vault.azure.net/ and mongodb is fine";
+        assert_eq!(redact_connection_string(plain), plain);
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub enum ResolveError {
     )]
     SettingMissing(String),
     #[error(
+        "setting {0} belongs to the service or its host, so a job cannot read it; put the \
+         connection string in an app setting of its own and name that one"
+    )]
+    ReservedSetting(String),
+    #[error(
         "invalid setting name {0}: name an app setting with 1 to 256 letters, digits, '_', '.' or \
          '-', and put the connection string in that setting"
     )]
@@ -53,6 +58,30 @@ pub enum ResolveError {
     },
 }
 
+/// Prefixes of the settings that the service, the Functions host, App Service and the Azure
+/// identity libraries read. They hold the service's own secrets (its storage account, its API
+/// key, its signing key, a client secret), so a job may not name them.
+const RESERVED_SETTING_PREFIXES: &[&str] = &[
+    "vcm_",
+    "azurewebjobs",
+    "functions_",
+    "website_",
+    "appsetting_",
+    "applicationinsights_",
+    "identity_",
+    "msi_",
+    "azure_",
+];
+
+/// Returns true for a setting of the service or its host, compared without case as Windows
+/// compares environment variables.
+fn is_reserved_setting(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    RESERVED_SETTING_PREFIXES
+        .iter()
+        .any(|prefix| lower.starts_with(prefix))
+}
+
 /// Longest rejected value an error repeats, in characters.
 const SHOWN_CHARS: usize = 80;
 
@@ -70,25 +99,10 @@ fn shown(value: &str) -> String {
     format!("{cut:?}")
 }
 
-/// Returns true for URLs with user info and for text with the key words of connection strings.
+/// Returns true for text with an '@' (user info, with or without a scheme, which no valid
+/// reference contains) or with the key words of connection strings.
 fn carries_credential(value: &str) -> bool {
-    let lower = value.to_ascii_lowercase();
-    if let Some(scheme_end) = lower.find("://") {
-        let rest = &lower[scheme_end + 3..];
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        if authority.contains('@') {
-            return true;
-        }
-    }
-    [
-        "password=",
-        "pwd=",
-        "accountkey=",
-        "sharedaccesskey=",
-        "sig=",
-    ]
-    .iter()
-    .any(|word| lower.contains(word))
+    value.contains('@') || super::redact_connection_string(value) != value
 }
 
 /// Key Vault host suffixes of the Azure clouds: public, China, US Government, the retired
@@ -112,11 +126,13 @@ impl CredentialRef {
                     && setting
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
-                if valid {
-                    Ok(())
-                } else {
-                    Err(ResolveError::InvalidSettingName(shown(setting)))
+                if !valid {
+                    return Err(ResolveError::InvalidSettingName(shown(setting)));
                 }
+                if is_reserved_setting(setting) {
+                    return Err(ResolveError::ReservedSetting(setting.clone()));
+                }
+                Ok(())
             }
             CredentialRef::KeyVault {
                 vault_uri,
@@ -263,6 +279,30 @@ pub fn check_secret_version(version: &str) -> Result<(), ResolveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_settings_cannot_be_referenced() {
+        for name in [
+            "AzureWebJobsStorage",
+            "AzureWebJobsStorage__accountName",
+            "VCM_API_KEY",
+            "vcm_callback_signing_key",
+            "AZURE_CLIENT_SECRET",
+            "IDENTITY_HEADER",
+        ] {
+            let error = CredentialRef::Setting {
+                setting: name.into(),
+            }
+            .validate()
+            .unwrap_err();
+            assert!(matches!(error, ResolveError::ReservedSetting(_)), "{name}");
+            assert!(error.to_string().contains("of its own"), "{error}");
+        }
+        let own = CredentialRef::Setting {
+            setting: "SOURCE_URI".into(),
+        };
+        assert!(own.validate().is_ok());
+    }
 
     #[test]
     fn rejected_values_with_credentials_are_not_repeated() {

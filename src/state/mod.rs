@@ -90,24 +90,42 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        for collection in collections {
-            self.collections
+        let rows = async {
+            for collection in collections {
+                self.collections
+                    .insert(
+                        &job.id,
+                        &collection_row_key(collection.index),
+                        collection,
+                        &[],
+                    )
+                    .await?;
+            }
+            self.jobs
                 .insert(
+                    JOB_PARTITION,
                     &job.id,
-                    &collection_row_key(collection.index),
-                    collection,
-                    &[],
+                    job,
+                    &[("State", job.state.as_str())],
                 )
-                .await?;
+                .await
+        };
+        if let Err(error) = rows.await {
+            // Without its job row the name would stay taken by a job that no listing shows. Collection
+            // rows already written stay behind, keyed by a job id that nothing refers to.
+            if let Err(e) = self
+                .names
+                .delete(
+                    NAME_PARTITION,
+                    &name_row.row_key,
+                    crate::storage::IfMatch::Any,
+                )
+                .await
+            {
+                tracing::warn!(job_id = %job.id, error = %e, "releasing the name of a job that was not created failed");
+            }
+            return Err(error);
         }
-        self.jobs
-            .insert(
-                JOB_PARTITION,
-                &job.id,
-                job,
-                &[("State", job.state.as_str())],
-            )
-            .await?;
         Ok(())
     }
 

@@ -102,8 +102,8 @@ impl Harness {
             .expect("target emulator starts");
         let suffix = unique_suffix();
         let prefix = format!("t{suffix}");
-        let source_setting = format!("VCM_TEST_SOURCE_{}", suffix.to_uppercase());
-        let target_setting = format!("VCM_TEST_TARGET_{}", suffix.to_uppercase());
+        let source_setting = format!("MIGRATION_TEST_SOURCE_{}", suffix.to_uppercase());
+        let target_setting = format!("MIGRATION_TEST_TARGET_{}", suffix.to_uppercase());
         std::env::set_var(&source_setting, source.uri());
         std::env::set_var(&target_setting, target.uri());
 
