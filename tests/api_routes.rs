@@ -335,6 +335,15 @@ async fn unknown_jobs_routes_and_commands() {
     assert_eq!(response.status(), 405);
     let body: Value = response.json().await.unwrap();
     assert_error(&body, "methodNotAllowed", &["PUT", "/api/jobs", "openapi"]);
+    let (status, body) = h
+        .post("/api/jobs/some-id/collections/-1/recopy", None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalidRequest", &["-1", "openapi"]);
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let (status, body) = post_raw(&h, "/api/jobs", &huge, Some(API_KEY)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_error(&body, "bodyTooLarge", &["2 MiB"]);
 
     h.insert_source("db", "c", vec![bson::doc! { "_id": 1 }])
         .await;

@@ -21,13 +21,35 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::bad_request("invalidBody", describe(&path, e.inner()))
+        let error = e.inner();
+        // serde_json reports a value of the wrong kind where it expected an enum's string as a
+        // syntax error, so a body that parses as JSON gets the field-level message.
+        let message = if error.is_syntax() && is_json(body) {
+            wrong_kind(&path, "expected a string naming one of the field's values")
+        } else {
+            describe(&path, error)
+        };
+        ApiError::bad_request("invalidBody", message)
     })?;
     // Text after the object is a malformed body too, not something to drop unread.
     deserializer
         .end()
         .map_err(|e| ApiError::bad_request("invalidBody", describe(".", &e)))?;
     Ok(value)
+}
+
+/// Returns true when `body` is one well-formed JSON value.
+fn is_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
+/// Describes a value of the wrong kind at `path`.
+fn wrong_kind(path: &str, detail: &str) -> String {
+    if path == "." || path.is_empty() {
+        format!("the request body is invalid: {detail}; the schema is at GET /api/openapi.json")
+    } else {
+        format!("field {path} is invalid: {detail}; the schema is at GET /api/openapi.json")
+    }
 }
 
 /// Describes one parse failure at `path` (`.` for the body itself).
@@ -53,13 +75,7 @@ fn describe(path: &str, error: &serde_json::Error) -> String {
                 };
                 return format!("{owner} lacks the required field `{field}`; add it");
             }
-            if path == "." || path.is_empty() {
-                format!(
-                    "the request body is invalid: {detail}; the schema is at GET /api/openapi.json"
-                )
-            } else {
-                format!("field {path} is invalid: {detail}; the schema is at GET /api/openapi.json")
-            }
+            wrong_kind(path, &detail)
         }
     }
 }
@@ -167,6 +183,29 @@ mod tests {
         assert!(text.contains("field options"), "{text}");
         assert!(text.contains("expected a JSON object"), "{text}");
         assert!(!text.contains("struct"), "{text}");
+    }
+
+    #[test]
+    fn enum_wrong_kind_names_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Speed {
+            Slow,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct WithEnum {
+            speed: Speed,
+        }
+        for body in [r#"{"speed": null}"#, r#"{"speed": 1}"#] {
+            let error = parse_body::<WithEnum>(&Bytes::from(body.to_string())).unwrap_err();
+            assert!(error.message.contains("field speed"), "{}", error.message);
+            assert!(
+                !error.message.contains("not valid JSON"),
+                "{}",
+                error.message
+            );
+        }
     }
 
     #[test]

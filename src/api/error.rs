@@ -102,3 +102,48 @@ impl From<crate::runtime::engine::EngineError> for ApiError {
         }
     }
 }
+
+/// Largest plain-text rejection body read back for rewriting, in bytes.
+const MAX_REJECTION_BYTES: usize = 16 * 1024;
+
+/// Rewrites axum's plain-text rejections under `/api` (a body over the size limit, a path
+/// segment of the wrong type) into the API's `{code, message}` shape, so every client error
+/// parses the same way.
+pub(crate) async fn json_rejections(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let under_api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !under_api || !status.is_client_error() || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), MAX_REJECTION_BYTES)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            "bodyTooLarge",
+            "the request body is over the 2 MiB limit; split the job's collections across \
+             several jobs",
+        )
+    } else {
+        ApiError::new(
+            status,
+            "invalidRequest",
+            format!(
+                "{}; GET /api/openapi.json lists each route's parameters",
+                text.trim()
+            ),
+        )
+    };
+    error.into_response()
+}

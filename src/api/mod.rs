@@ -64,6 +64,7 @@ pub fn router(engine: Engine, mount: Mount) -> Router {
     if mount == Mount::FunctionsHost {
         app = app.route("/{function}", post(crate::runtime::functions::invoke));
     }
-    app.layer(tower_http::trace::TraceLayer::new_for_http())
+    app.layer(axum::middleware::from_fn(error::json_rejections))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(engine)
 }
