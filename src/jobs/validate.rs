@@ -126,6 +126,20 @@ pub fn validate_request(request: &JobRequest) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Returns true for the zero-width and text-direction characters, which change how a name reads
+/// without being seen.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 fn validate_name(name: &str) -> Result<(), FieldError> {
     let chars = name.chars().count();
     if name.trim().is_empty() {
@@ -144,6 +158,16 @@ fn validate_name(name: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(
             "invalidName",
             "name contains a control character; use printable characters only",
+        ));
+    }
+    if let Some(invisible) = name.chars().find(|&c| is_invisible_format(c)) {
+        return Err(FieldError::new(
+            "invalidName",
+            format!(
+                "name contains the invisible formatting character U+{:04X}; use visible \
+                 characters only, so that two names that look the same are the same",
+                u32::from(invisible)
+            ),
         ));
     }
     if name.trim() != name {
@@ -367,6 +391,20 @@ mod tests {
         let err = validate_request(&r).unwrap_err();
         assert_eq!(err.code, "invalidShardKey");
         assert!(err.message.contains("2000 bytes"), "{}", err.message);
+    }
+
+    #[test]
+    fn invisible_name_characters_rejected() {
+        for name in ["a\u{200B}b", "job\u{202E}cba", "\u{FEFF}job"] {
+            let mut r = request();
+            r.name = name.into();
+            let err = validate_request(&r).unwrap_err();
+            assert_eq!(err.code, "invalidName", "{name:?}");
+            assert!(err.message.contains("invisible"), "{}", err.message);
+        }
+        let mut r = request();
+        r.name = "café migration".into();
+        assert_eq!(validate_request(&r), Ok(()));
     }
 
     #[test]
