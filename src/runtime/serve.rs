@@ -135,6 +135,9 @@ pub fn check_standalone_access(settings: &Settings, addr: SocketAddr) -> anyhow:
     Ok(())
 }
 
+/// How long a shutdown waits for running tasks before it stops them.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A running standalone service.
 pub struct Standalone {
     pub address: SocketAddr,
@@ -171,12 +174,27 @@ impl Standalone {
         })
     }
 
-    /// Stops accepting work and waits for consumers to finish their current batch.
+    /// Stops accepting work and waits for consumers to finish their current task, for at most
+    /// [`SHUTDOWN_GRACE`]. Tasks still running then are aborted: their leases expire and the
+    /// scheduler runs them again from their last checkpoint.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.server.await;
-        for worker in self.workers {
-            let _ = worker.await;
+        let aborts: Vec<_> = self.workers.iter().map(|w| w.abort_handle()).collect();
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let _ = self.server.await;
+            for worker in self.workers {
+                let _ = worker.await;
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                "tasks still running at shutdown were stopped; they resume from their checkpoints"
+            );
+            for abort in aborts {
+                abort.abort();
+            }
         }
         info!("standalone service stopped");
     }
