@@ -439,7 +439,7 @@ pub async fn mark_chunk_failed(
         } else {
             // The queue redelivers the message; hold the chunk for it.
             chunk.value.state = ChunkState::Queued;
-            chunk.value.lease_until = Some(Utc::now() + engine.lease());
+            chunk.value.lease_until = Some(Utc::now() + engine.redelivery_lease());
         }
         match engine.store.replace_chunk(&chunk).await {
             Ok(_) => break,

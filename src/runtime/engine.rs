@@ -22,6 +22,10 @@ use crate::storage::{QueueClient, StorageAccount, StorageError};
 /// (`extensions.queues.maxDequeueCount` in `host.json`); the standalone consumers do the same.
 pub const MAX_DEQUEUE_COUNT: u32 = 5;
 
+/// Longest wait before a failed message is delivered again: the standalone consumers' backoff
+/// tops out at 32 s, and `host.json` sets the Functions host's `visibilityTimeout` to 30 s.
+pub const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(32);
+
 /// Everything a task or a request handler needs.
 #[derive(Clone)]
 pub struct Engine {
@@ -86,6 +90,16 @@ impl Engine {
 
     pub fn lease(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::minutes(5))
+    }
+
+    /// Returns how long work whose task failed is held for the queue's next delivery. A
+    /// shorter hold would let the scheduler send a second message for the same work while the
+    /// first waits out its retry delay, and the second message's poison notice could then fail
+    /// the work again after a resume.
+    pub fn redelivery_lease(&self) -> chrono::Duration {
+        let wait = chrono::Duration::from_std(MAX_REDELIVERY_DELAY + Duration::from_secs(8))
+            .unwrap_or(chrono::Duration::seconds(40));
+        self.lease().max(wait)
     }
 
     /// Moves a job as far as its recorded progress allows: enqueues waiting chunks up to the

@@ -102,7 +102,8 @@ async fn handle_message(engine: &Engine, kind: TaskKind, message: &QueueMessage)
             } else {
                 // Make the message visible again after a short pause instead of the full
                 // visibility timeout, as the Functions host does with its retry delay.
-                let delay = Duration::from_secs(2u64.pow(message.dequeue_count.min(5)));
+                let delay = Duration::from_secs(2u64.pow(message.dequeue_count.min(5)))
+                    .min(crate::runtime::engine::MAX_REDELIVERY_DELAY);
                 if let Err(e) = queue.extend(message, delay).await {
                     warn!(queue = kind.as_str(), error = %e, "could not shorten the retry delay");
                 }

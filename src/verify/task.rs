@@ -483,7 +483,7 @@ pub async fn mark_unit_failed(
         } else {
             // The queue redelivers the message; hold the unit for it.
             unit.value.state = ChunkState::Queued;
-            unit.value.lease_until = Some(Utc::now() + engine.lease());
+            unit.value.lease_until = Some(Utc::now() + engine.redelivery_lease());
         }
         match engine.store.replace_verify_unit(&unit).await {
             Ok(_) => break,
