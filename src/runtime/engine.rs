@@ -22,7 +22,7 @@ use crate::storage::{QueueClient, StorageAccount, StorageError};
 /// (`extensions.queues.maxDequeueCount` in `host.json`); the standalone consumers do the same.
 pub const MAX_DEQUEUE_COUNT: u32 = 5;
 
-/// Longest wait before a failed message is delivered again: the standalone consumers' backoff
+/// Maximum wait before a failed message is delivered again: the standalone consumers' backoff
 /// tops out at 32 s, and `host.json` sets the Functions host's `visibilityTimeout` to 30 s.
 pub const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(32);
 
