@@ -128,7 +128,14 @@ pub(crate) async fn json_rejections(
         .await
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
+    let text = match text.trim() {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("the request was rejected"),
+        trimmed => trimmed,
+    };
     let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // 2 MiB is axum's default body limit, which the router keeps.
         ApiError::new(
             status,
             "bodyTooLarge",
@@ -139,10 +146,7 @@ pub(crate) async fn json_rejections(
         ApiError::new(
             status,
             "invalidRequest",
-            format!(
-                "{}; GET /api/openapi.json lists each route's parameters",
-                text.trim()
-            ),
+            format!("{text}; GET /api/openapi.json lists each route's parameters"),
         )
     };
     error.into_response()
